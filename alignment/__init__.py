@@ -1,0 +1,1 @@
+"""deepguard alignment: safety-recovery data, deep and constrained fine-tuning, evaluation, export."""
