@@ -1,0 +1,84 @@
+"""Build token-level training examples: plain SFT, safety-recovery (the paper's augmentation) and RTO.
+
+An example is a dict with `input_ids` and `labels` (Hugging Face causal-LM layout, -100 = no loss,
+see `alignment.objectives`). Texts are tokenised once (`TokenizedPair`, `TokenizedTriplet`); the
+random harmful-prefix length k is drawn each time an example is visited, so every epoch sees a
+fresh k, as in the paper.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from alignment.chat import EncodedTurn, encode_text, encode_turn
+from alignment.objectives import IGNORE_INDEX
+
+DEFAULT_P_PREFIX = 0.5  # probability that an example gets a harmful prefix (k > 0)
+DEFAULT_MAX_PREFIX = 100  # C: the largest harmful prefix, in tokens
+
+
+@dataclass(frozen=True)
+class TokenizedPair:
+    """(prompt, answer) ready for training: a benign pair, or a harmful prompt with its refusal."""
+
+    turn: EncodedTurn
+
+
+@dataclass(frozen=True)
+class TokenizedTriplet:
+    refusal: EncodedTurn  # harmful prompt -> refusal
+    harmful_ids: list[int]  # the harmful answer, tokenised alone (as a prefilling attack would)
+
+
+def tokenize_pair(tokenizer, prompt: str, response: str, system: str | None = None) -> TokenizedPair:
+    return TokenizedPair(encode_turn(tokenizer, prompt, response, system))
+
+
+def tokenize_triplet(tokenizer, prompt: str, harmful: str, refusal: str, system: str | None = None) -> TokenizedTriplet:
+    return TokenizedTriplet(encode_turn(tokenizer, prompt, refusal, system), encode_text(tokenizer, harmful))
+
+
+def sample_prefix_length(
+    rng: random.Random, harmful_len: int, p_prefix: float = DEFAULT_P_PREFIX, max_prefix: int = DEFAULT_MAX_PREFIX
+) -> int:
+    """k = 0 with probability 1 - p_prefix, else k ~ Uniform{1 .. min(max_prefix, harmful_len)}."""
+    if not 0.0 <= p_prefix <= 1.0:
+        raise ValueError(f"p_prefix must be in [0, 1], got {p_prefix}")
+    upper = min(max_prefix, harmful_len)
+    if upper < 1 or rng.random() >= p_prefix:
+        return 0
+    return rng.randint(1, upper)
+
+
+def _truncate(prompt_ids: list[int], answer: list[int], max_length: int) -> tuple[list[int], list[int]]:
+    if len(prompt_ids) >= max_length:
+        raise ValueError(f"prompt of {len(prompt_ids)} tokens does not fit max_length={max_length}")
+    return prompt_ids, answer[: max_length - len(prompt_ids)]
+
+
+def pair_example(pair: TokenizedPair, max_length: int = 512) -> dict:
+    """Cross-entropy on the answer and its end-of-turn token; the prompt is context only."""
+    turn = pair.turn
+    prompt_ids, answer = _truncate(turn.prompt_ids, turn.answer_ids + turn.end_ids, max_length)
+    return {"input_ids": prompt_ids + answer, "labels": [IGNORE_INDEX] * len(prompt_ids) + answer}
+
+
+def recovery_example(triplet: TokenizedTriplet, k: int, rto: bool = False, max_length: int = 512) -> dict:
+    """Prompt + first k harmful tokens as context, then the refusal: the safety-recovery example.
+
+    Loss only on the refusal and its end-of-turn token. With `rto`, every position from the end
+    of the prompt through the harmful prefix is also trained to emit the refusal's first token
+    (DeRTa's reinforced transition), so the model can turn back at any point, not only at k.
+    """
+    turn = triplet.refusal
+    refusal = turn.answer_ids + turn.end_ids
+    room = max_length - len(turn.prompt_ids) - len(refusal)
+    if room < 0:
+        raise ValueError(f"prompt and refusal ({len(turn.prompt_ids) + len(refusal)} tokens) exceed max_length={max_length}")
+    prefix = triplet.harmful_ids[: min(k, room)]
+    prefix_labels = [refusal[0]] * len(prefix) if rto else [IGNORE_INDEX] * len(prefix)
+    return {
+        "input_ids": turn.prompt_ids + prefix + refusal,
+        "labels": [IGNORE_INDEX] * len(turn.prompt_ids) + prefix_labels + refusal,
+    }

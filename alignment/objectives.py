@@ -1,0 +1,104 @@
+"""Training losses. Each takes the model's logits and a batch built by `alignment.augment`.
+
+Conventions shared by every loss here:
+- `labels` follow Hugging Face's causal-LM layout: `labels[:, t]` is the token the model must
+  predict from position t-1, and -100 marks positions without a loss (prompt, harmful prefix,
+  padding). Labels need not equal the next input token: RTO asks for the refusal's first token
+  where the input continues with the harmful answer.
+- A loss is a **sum** over answer tokens divided by `num_items` (the answer tokens of the whole
+  optimizer step, all gradient-accumulation micro-batches together). That keeps the gradient of a
+  step the same however the step is split into micro-batches. Without `num_items`, the micro-batch
+  mean is used.
+
+Objectives (see docs/alignment.md for the recipes):
+- `sft`: cross-entropy on assistant tokens. `augmented` and `rto` use the same loss; what makes
+  them different is the data (`alignment.augment`): a harmful prefix as context with the loss on
+  the refusal, and the refusal's first token as the target at every harmful position.
+- `constrained`: token-wise constrained fine-tuning, `constrained_loss` below.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+DEFAULT_BETAS = (0.5, 2.0, 2.0, 2.0, 2.0)  # beta_1..beta_5 of the paper
+DEFAULT_LATER_BETA = 0.1  # beta_t for t > 5
+
+
+def _shifted(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at position t-1 paired with labels at t."""
+    return logits[:, :-1, :], labels[:, 1:]
+
+
+def answer_mask(labels: torch.Tensor) -> torch.Tensor:
+    """Which (shifted) positions carry a loss: shape [batch, seq-1]."""
+    return labels[:, 1:] != IGNORE_INDEX
+
+
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(label) at every position with a label, flattened row by row: shape [n_answer_tokens].
+
+    Only answer positions go through log_softmax (in float32 for bf16 safety): a 49k-word vocabulary
+    times every prompt position would cost far more memory and time than the answer needs.
+    """
+    shifted_logits, shifted_labels = _shifted(logits, labels)
+    mask = shifted_labels != IGNORE_INDEX
+    selected = shifted_logits[mask].float()
+    return selected.log_softmax(dim=-1).gather(-1, shifted_labels[mask].unsqueeze(-1)).squeeze(-1)
+
+
+def _normaliser(labels: torch.Tensor, num_items: int | torch.Tensor | None) -> torch.Tensor | int:
+    if num_items is not None:
+        return num_items
+    return answer_mask(labels).sum().clamp(min=1)
+
+
+def sft_loss(logits: torch.Tensor, labels: torch.Tensor, num_items: int | torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy over the labelled (assistant) tokens only."""
+    return -token_logprobs(logits, labels).sum() / _normaliser(labels, num_items)
+
+
+def answer_positions(labels: torch.Tensor) -> torch.Tensor:
+    """1-based index of each labelled token inside its answer, flattened like `token_logprobs`."""
+    mask = answer_mask(labels)
+    return mask.long().cumsum(dim=1)[mask]
+
+
+def beta_for_positions(
+    positions: torch.Tensor, betas: tuple[float, ...] = DEFAULT_BETAS, later_beta: float = DEFAULT_LATER_BETA
+) -> torch.Tensor:
+    """beta_t for 1-based answer positions: `betas[t-1]` for the first len(betas) tokens, then later_beta."""
+    table = torch.tensor(list(betas) + [later_beta], dtype=torch.float32, device=positions.device)
+    return table[(positions - 1).clamp(max=len(betas))]
+
+
+def constrained_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    num_items: int | torch.Tensor | None = None,
+    betas: tuple[float, ...] = DEFAULT_BETAS,
+    later_beta: float = DEFAULT_LATER_BETA,
+) -> torch.Tensor:
+    """Token-wise constrained objective (Qi et al. 2025, eq. for fine-tuning):
+
+        loss_t = (2 / beta_t) * softplus(beta_t * (log pi_ref(y_t) - log pi_theta(y_t)))
+
+    summed over answer tokens. `ref_logprobs` has the shape of `labels` and holds log pi_ref of each
+    label at its position (cached once before training, see `alignment.reference`). Autograd gives
+    the paper's gradient exactly: the cross-entropy gradient times
+    w_t = 2 * sigmoid(beta_t * (log pi_ref - log pi_theta)), which is 1 at the start of training.
+    Small beta_t turns it into cross-entropy; large beta_t stops pushing once pi_theta passes pi_ref.
+    """
+    logp = token_logprobs(logits, labels)
+    ref = ref_logprobs[:, 1:][answer_mask(labels)].to(logp.dtype)
+    beta = beta_for_positions(answer_positions(labels), betas, later_beta)
+    per_token = (2.0 / beta) * F.softplus(beta * (ref - logp))
+    return per_token.sum() / _normaliser(labels, num_items)
+
+
+def constrained_weight(logp: torch.Tensor, ref: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """The paper's gradient weight w_t = 2 sigmoid(beta_t (log pi_ref - log pi_theta)), for logging."""
+    return 2.0 * torch.sigmoid(beta * (ref - logp))
