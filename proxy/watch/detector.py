@@ -1,0 +1,173 @@
+"""The one refusal detector, shared by the proxy (serving) and alignment/evaluate (offline).
+
+Pure Python, no model: a compiled alternation over the phrase set in `phrases.py`, plus a check
+that the match is not inside a quotation or code. `find_onset` answers for a whole text;
+`scanner()` answers incrementally while an answer streams, at a bounded cost per piece.
+
+A model-based classifier can stand in for offline use through the `RefusalClassifier` protocol;
+the per-token watcher needs the incremental form (`IncrementalRefusalClassifier`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Protocol, runtime_checkable
+
+from proxy.watch.phrases import (
+    MAX_PHRASE_CHARS, REFUSAL_PATTERNS, expand_fragment, literal_fragment)
+from proxy.watch.quoting import QuoteState, advance
+
+# Characters that must follow a match before the scanner trusts it mid-stream, because some
+# phrases end in a negative look-ahead ("I can't help" is not a refusal if " but" follows).
+SETTLE_CHARS = 5
+# A fragment whose first literal (after opening groups) is a Latin letter.
+_LEADING_LATIN_LETTER = re.compile(r"(?:\(\?:|\()*[A-Za-z]")
+
+
+@runtime_checkable
+class RefusalClassifier(Protocol):
+    """Anything that can tell a refusal from an answer (e.g. a small judge model, offline)."""
+
+    def is_refusal(self, text: str) -> bool: ...
+
+    def find_onset(self, text: str) -> int | None: ...
+
+
+@runtime_checkable
+class IncrementalRefusalClassifier(RefusalClassifier, Protocol):
+    """A classifier the per-token watcher can drive while an answer streams."""
+
+    def scanner(self) -> "RefusalScanner": ...
+
+
+class RefusalDetector:
+    """Finds where a refusal begins in an answer. Build once, share freely (immutable)."""
+
+    def __init__(self, fragments: Iterable[str]) -> None:
+        fragments = list(fragments)
+        if not fragments:
+            raise ValueError("a refusal detector needs at least one phrase")
+        parts, widest = [], 1
+        for fragment in fragments:
+            widest = max(widest, _max_width(fragment))
+            # A phrase starting with a Latin letter must start at a word boundary ("AI can't" is
+            # not "I can't"); CJK phrases have no word boundaries to rely on.
+            lead = r"\b" if _LEADING_LATIN_LETTER.match(fragment) else ""
+            parts.append(f"{lead}(?:{fragment})")
+        self._pattern = re.compile("|".join(parts), re.IGNORECASE)
+        # The scanner looks back only as far as the widest phrase can reach.
+        self.lookback = widest
+
+    @classmethod
+    def default(cls, extra_phrases: Iterable[str] = ()) -> "RefusalDetector":
+        """The built-in phrase set in every language, plus literal user phrases from config."""
+        fragments = [expand_fragment(p) for group in REFUSAL_PATTERNS.values() for p in group]
+        fragments += [literal_fragment(p) for p in extra_phrases]
+        return cls(fragments)
+
+    def find_onset(self, text: str) -> int | None:
+        """Character offset where the refusal begins, or None if the text does not refuse."""
+        scanner = self.scanner()
+        scanner.feed(text)
+        return scanner.close()
+
+    def is_refusal(self, text: str) -> bool:
+        return self.find_onset(text) is not None
+
+    def scanner(self) -> "RefusalScanner":
+        return RefusalScanner(self._pattern, self.lookback)
+
+
+class RefusalScanner:
+    """Incremental detection over one answer: feed pieces in order; the onset stays set.
+
+    Cost per piece is bounded by the piece plus a fixed look-back window (a phrase can start in
+    an earlier piece), not by the length of the answer so far: only that window of text is kept.
+    """
+
+    __slots__ = ("_pattern", "_lookback", "_buf", "_base", "_length", "_search_from",
+                 "_state", "_state_at", "onset", "closed")
+
+    def __init__(self, pattern: re.Pattern[str], lookback: int) -> None:
+        self._pattern = pattern
+        self._lookback = lookback
+        self._buf = ""                 # the tail of the answer still needed
+        self._base = 0                 # offset of _buf[0] in the whole answer
+        self._length = 0               # characters fed so far
+        self._search_from = 0          # candidates before this offset were already judged
+        self._state = QuoteState()     # quote state at offset _state_at
+        self._state_at = 0
+        self.onset: int | None = None
+        self.closed = False
+
+    def feed(self, piece: str) -> int | None:
+        """Add the next piece; return the onset (offset in the whole text) once it is known."""
+        if self.closed:
+            raise RuntimeError("feed() after close(): the answer has ended")
+        if self.onset is not None or not piece:
+            self._length += len(piece)
+            return self.onset
+        previous = self._length
+        self._buf += piece
+        self._length += len(piece)
+        # A match not yet judged ends after `previous` minus the settle margin, so it starts at
+        # most `lookback` characters before that.
+        self._search(max(self._search_from, previous - self._lookback - SETTLE_CHARS),
+                     final=False)
+        if self.onset is None:
+            self._trim()
+        return self.onset
+
+    def close(self) -> int | None:
+        """End of the answer: matches still waiting for trailing characters are decided now."""
+        if not self.closed:
+            self.closed = True
+            if self.onset is None:
+                self._search(max(self._search_from,
+                                 self._length - self._lookback - SETTLE_CHARS), final=True)
+        return self.onset
+
+    def _search(self, start: int, final: bool) -> None:
+        base, buf = self._base, self._buf
+        pos = max(start - base, 0)
+        while (match := self._pattern.search(buf, pos)) is not None:
+            if not final and match.end() + SETTLE_CHARS > len(buf):
+                return                 # too close to the end to be sure; judge it next time
+            offset = base + match.start()
+            self._search_from = offset + 1
+            if not self._quoted_at(offset):
+                self.onset = offset
+                return
+            pos = match.start() + 1
+
+    def _quoted_at(self, offset: int) -> bool:
+        # Candidates arrive in increasing order, so the quote state only moves forward.
+        self._state = advance(self._state, self._buf[self._state_at - self._base:
+                                                     offset - self._base])
+        self._state_at = offset
+        return self._state.quoted
+
+    def _trim(self) -> None:
+        keep_from = self._length - self._lookback - SETTLE_CHARS
+        if keep_from - self._base < 4 * self._lookback:
+            return                     # trim rarely: slicing costs a copy
+        if self._state_at < keep_from:
+            self._state = advance(self._state, self._buf[self._state_at - self._base:
+                                                         keep_from - self._base])
+            self._state_at = keep_from
+        cut = min(keep_from, self._state_at) - self._base
+        self._buf = self._buf[cut:]
+        self._base += cut
+
+
+def _max_width(fragment: str) -> int:
+    """Longest text the fragment can match; rejects phrases wider than MAX_PHRASE_CHARS."""
+    try:
+        _, longest = re._parser.parse(fragment).getwidth()  # type: ignore[attr-defined]
+    except re.error as exc:
+        raise ValueError(f"invalid refusal phrase pattern {fragment!r}: {exc}") from exc
+    if longest > MAX_PHRASE_CHARS:
+        raise ValueError(
+            f"refusal phrase {fragment[:60]!r} can match more than {MAX_PHRASE_CHARS} characters;"
+            " bound every repeat")
+    return longest

@@ -1,0 +1,96 @@
+"""The refusal phrase set: one data structure, keyed by language, that users extend from config.
+
+Each entry is a regular-expression fragment written to be readable:
+- a plain space means "1 to 3 whitespace characters" (models wrap and double-space),
+- a plain apostrophe `'` also matches the typographic one `’` (many models emit it),
+- every repeat must be bounded, so the incremental scanner knows how far back a match can start
+  (`RefusalDetector` checks this and rejects unbounded fragments).
+Matching is case-insensitive. User phrases from `watch.extra_refusal_phrases` are literal text,
+not regular expressions (see `literal_fragment`).
+
+The English set is built from verbs a model uses to decline ("I can't help with", "I must
+decline") rather than single words, because answers that help often contain "sorry", "cannot"
+or "I can't stress enough". A bare apology counts only when a decline follows it closely, and the
+onset is then the apology itself ("I'm sorry, but I can't ..." begins at "I'm").
+"""
+
+from __future__ import annotations
+
+import re
+
+# Verbs that, after "I can't / I won't / I'm unable to", mean the model declines the request.
+# "help" is excluded when followed by "but" ("I can't help but notice").
+_DECLINED_ACTIONS = (
+    r"(?:help(?! but\b)|assist|provide|comply|fulfil|fulfill|support|create|write|generate|give|"
+    r"share|produce|offer|engage|participate|do (?:that|this|so)|continue|answer|complete|"
+    r"be of (?:any )?(?:help|assistance)|in good conscience|accommodate|go along|"
+    r"recommend (?:or|any way)|encourage|condone|facilitate|discuss|explain how)"
+)
+_I_CANNOT = (
+    r"I(?:'m| am)? (?:really |just |simply |afraid I )?"
+    r"(?:can't|cannot|can not|won't|will not|unable to|not able to|not going to|"
+    r"must decline to|must refuse to|won't be able to|will not be able to|not comfortable|"
+    r"do not feel comfortable|don't feel comfortable|not allowed to|not permitted to)"
+)
+_APOLOGY = (
+    r"(?:I(?:'m| am) (?:really |very |truly |so |deeply )?sorry|sorry|my apologies|"
+    r"I apologi[sz]e|unfortunately)"
+)
+
+REFUSAL_PATTERNS: dict[str, tuple[str, ...]] = {
+    "en": (
+        # An apology that leads, within the same sentence or the next, into a decline.
+        _APOLOGY + r"\b[^\n]{0,60}?\b" + _I_CANNOT + r" (?:\w{1,15} ){0,2}?" + _DECLINED_ACTIONS,
+        _I_CANNOT + r" (?:\w{1,15} ){0,2}?" + _DECLINED_ACTIONS,
+        r"I (?:must|have to|need to|will have to|'ll have to) (?:respectfully |politely )?"
+        r"(?:decline|refuse)",
+        r"I (?:respectfully |politely )?(?:decline|refuse) to",
+        r"as an AI(?: language model| assistant| model)?,? I (?:can't|cannot|won't|am not able|"
+        r"am unable|'m unable|'m not able|do not|don't)",
+        r"it(?:'s| is) not appropriate for me to",
+        r"(?:goes |go |is |are )?against my (?:guidelines|programming|principles|"
+        r"ethical guidelines|policies|policy|values)",
+    ),
+    "fr": (
+        r"je suis (?:vraiment |sincèrement )?désolée?,? (?:mais )?je ne",
+        r"je ne (?:peux|pourrai|suis pas en mesure de) (?:pas )?(?:vous |t')?"
+        r"(?:aider|fournir|répondre|donner|assister|accéder à (?:cette|votre) demande)",
+    ),
+    "es": (
+        r"lo siento,? (?:pero )?no (?:puedo|podré)",
+        r"no (?:puedo|podré) (?:ayudar|ayudarte|ayudarle|proporcionar|asistir|cumplir|"
+        r"brindar|dar|responder)",
+    ),
+    "de": (
+        r"es tut mir leid,? (?:aber )?ich (?:kann|werde)",
+        r"ich kann (?:dir |ihnen |Ihnen )?(?:dabei |damit |bei dieser anfrage |hierbei )?"
+        r"(?:leider )?nicht (?:helfen|behilflich sein|unterstützen|nachkommen)",
+    ),
+    "ja": (
+        r"申し訳(?:ありません|ございません)(?:が|。|、)",
+        r"(?:お手伝い|お答え|ご提供|提供|協力|対応|回答)(?:することは|することが)?(?:でき|いたし)かねます",
+        r"(?:お手伝い|お答え|ご提供|提供|協力|対応|回答)(?:することは|することが)?できません",
+    ),
+    "zh": (
+        r"(?:抱歉|对不起|很遗憾)[，,]?\s{0,2}我(?:不能|无法|不可以)",
+        r"我(?:不能|无法|不可以)(?:提供|帮助|协助|满足|回答|为你|为您)",
+    ),
+}
+
+# Longest text a single phrase may match; keeps the scanner's look-back window bounded.
+MAX_PHRASE_CHARS = 200
+
+
+def expand_fragment(fragment: str) -> str:
+    """Turn the readable notation above into a real pattern (spaces, apostrophes)."""
+    return fragment.replace("'", "['’]").replace(" ", r"\s{1,3}")
+
+
+def literal_fragment(phrase: str) -> str:
+    """A user phrase is literal text; words may be separated by any short whitespace run."""
+    words = phrase.split()
+    if not words:
+        raise ValueError("an extra refusal phrase must not be empty or only whitespace")
+    body = r"\s{1,3}".join(re.escape(w).replace("'", "['’]") for w in words)
+    # Word boundary only where the phrase starts with a word character (not for CJK/punctuation).
+    return (r"\b" if re.match(r"\w", words[0], re.ASCII) else "") + body
