@@ -4,7 +4,7 @@
 - `stub_upstream` (session): tests/support/stub_upstream.py, a scripted upstream speaking the vLLM
   protocol. `.url`, `.script(name, pieces=[...], token_ids=None, finish_reason="stop",
   prompt_text=None, delay_s=0, fault=None, status=None, body=None)` -> the user message that
-  selects it (`"script:<name>"`), `.requests()` (bodies received), `.clear()`, `.stats()`.
+  selects it (`"script:<name>"`), `.requests()` (bodies received), `.request_headers()`, `.clear()`, `.stats()`.
 - `start_proxy(upstream_url, env={...}, timeout=60)` (function): a real `deepguard serve`
   process. Returns a handle with `.url`, `.base_url` (…/v1), `.client(api_key=None)` (official
   `openai.OpenAI`, no retries), `.metrics_text()`, `.metric(name, **labels)` (float or None),
@@ -59,6 +59,9 @@ class StubHandle:
 
     def requests(self) -> list[dict]:
         return httpx.get(f"{self.url}/_requests").json()
+
+    def request_headers(self) -> list[dict]:
+        return httpx.get(f"{self.url}/_request_headers").json()
 
     def clear(self) -> None:
         httpx.delete(f"{self.url}/_requests").raise_for_status()

@@ -15,7 +15,7 @@ Scripts: POST /_scripts {"name": {...}} registers answers; a request whose last 
     status: int, body: str         for fault "status"
 Without a script the answer is `--pieces` copies of " tok" (fast path for benchmarks).
 
-Control routes: GET /_requests (bodies received), DELETE /_requests, GET /_stats
+Control routes: GET /_requests (bodies received), GET /_request_headers, DELETE /_requests, GET /_stats
 (streams started / completed / cancelled / active).
 
 Run: python -m tests.support.stub_upstream --port 8101 [--model-name stub-model] [--pieces 16]
@@ -58,6 +58,7 @@ class StubState:
         self.default_pieces = default_pieces
         self.scripts: dict[str, dict] = {}
         self.requests: list[dict] = []
+        self.headers: list[dict] = []
         self.record = True
         self.stats = {"started": 0, "completed": 0, "cancelled": 0, "active": 0}
 
@@ -82,6 +83,8 @@ def build_app(state: StubState) -> Starlette:
                                  "param": None, "code": 400}, status_code=400)
         if state.record:
             state.requests.append(body)
+            state.headers.append({k: v for k, v in request.headers.items()
+                                  if k in ("x-request-id", "authorization")})
         script = _script_for(state, body)
         fault = script.get("fault")
         if fault == "status":
@@ -181,8 +184,12 @@ def build_app(state: StubState) -> Starlette:
     async def get_requests(request: Request) -> Response:
         if request.method == "DELETE":
             state.requests.clear()
+            state.headers.clear()
             return JSONResponse({"ok": True})
         return JSONResponse(state.requests)
+
+    async def get_headers(request: Request) -> Response:
+        return JSONResponse(state.headers)
 
     async def stats(request: Request) -> Response:
         return JSONResponse(state.stats)
@@ -192,6 +199,7 @@ def build_app(state: StubState) -> Starlette:
         Route("/v1/models", models), Route("/health", health),
         Route("/_scripts", add_scripts, methods=["POST"]),
         Route("/_requests", get_requests, methods=["GET", "DELETE"]),
+        Route("/_request_headers", get_headers),
         Route("/_stats", stats),
     ])
 

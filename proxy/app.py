@@ -1,0 +1,163 @@
+"""create_app(settings): the guard proxy's FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from proxy.chat_service import ChatService
+from proxy.config import Settings
+from proxy.errors import APIError, error_body
+from proxy.metrics import Metrics
+from proxy.policy import ControlTokenMatcher
+from proxy.routes import chat, health, metrics as metrics_route, models, unsupported
+from proxy.upstream import Upstream, UpstreamError
+from proxy.watch import RefusalDetector
+
+log = logging.getLogger("deepguard")
+
+
+class ServedModel:
+    """The model name clients must send: configured, or learned from the upstream once."""
+
+    def __init__(self, upstream: Upstream, configured: str | None) -> None:
+        self._upstream = upstream
+        self.name = configured
+
+    async def resolve(self) -> str:
+        if self.name is None:
+            models = await self._upstream.models()
+            if not models:
+                raise UpstreamError("malformed", 503, "the model server lists no model yet",
+                                    "upstream_unavailable", {"retry-after": "1"})
+            self.name = models[0]["id"]
+        return self.name
+
+
+class RequestContext:
+    """Pure ASGI middleware: mint the request id, stamp the arrival time, refuse oversized bodies
+    early. It does not buffer responses, so streams pass straight through."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = f"req-{uuid.uuid4().hex}"
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["received_at"] = time.perf_counter()
+        header_id = ("x-request-id".encode(), request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"]
+                message["headers"] = [*headers, header_id]
+            await send(message)
+
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_body_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await too_large(self.max_body_bytes)(scope, receive, send_with_id)
+                    return
+        await self.app(scope, receive, send_with_id)
+
+
+def too_large(limit: int) -> ORJSONResponse:
+    return ORJSONResponse(error_body(f"the request body is larger than the {limit}-byte limit",
+                                     "invalid_request_error", None, "request_too_large"),
+                          status_code=413, headers={"x-should-retry": "false"})
+
+
+def create_app(settings: Settings) -> FastAPI:
+    metrics = Metrics()
+    if not settings.auth.api_keys:
+        log.warning("no API keys configured: open access (allowed on loopback only)")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        up = settings.upstream
+        upstream = Upstream(up.url, up.api_key, up.connect_timeout_s, up.read_timeout_s,
+                            up.max_connections)
+        control_tokens, source = ControlTokenMatcher.from_model_dir(up.tokenizer_path)
+        log.info("control tokens: %s", source)
+        detector = RefusalDetector.default(settings.watch.extra_refusal_phrases)
+        app.state.settings = settings
+        app.state.metrics = metrics
+        app.state.upstream = upstream
+        app.state.served_model = ServedModel(upstream, settings.model)
+        app.state.chat = ChatService(upstream, metrics, detector, control_tokens, settings)
+        try:
+            yield
+        finally:
+            await upstream.aclose()
+
+    app = FastAPI(title="deepguard", version="0.1.0", lifespan=lifespan,
+                  default_response_class=ORJSONResponse, docs_url=None, redoc_url=None)
+    app.state.metrics = metrics
+    for router in (chat.router, models.router, health.router, metrics_route.router,
+                   unsupported.router):
+        app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(RequestContext, max_body_bytes=settings.server.max_body_bytes)
+    return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    def count(request: Request, status: int) -> None:
+        served = getattr(request.app.state, "served_model", None)
+        name = (served.name if served else None) or "unknown"
+        if request.url.path.startswith("/v1/"):
+            request.app.state.metrics.requests.labels(name, request.url.path, str(status)).inc()
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> ORJSONResponse:
+        count(request, exc.status)
+        return ORJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(UpstreamError)
+    async def upstream_error(request: Request, exc: UpstreamError) -> ORJSONResponse:
+        return await api_error(request, exc.to_api_error())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        if exc.status_code == 404:
+            body = error_body(f"unknown path {request.url.path}", "invalid_request_error", None,
+                              "unknown_url")
+        elif exc.status_code == 405:
+            body = error_body(f"method {request.method} is not allowed on {request.url.path}",
+                              "invalid_request_error", None, "method_not_allowed")
+        else:
+            body = error_body(str(exc.detail), "invalid_request_error", None, None)
+        return ORJSONResponse(body, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return await api_error(request, APIError(400, first.get("msg", "invalid request"),
+                                                 param=param, code="invalid_request"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        request_id = request.scope.get("state", {}).get("request_id")
+        log.exception("unhandled error (request %s)", request_id)
+        count(request, 500)
+        return ORJSONResponse(error_body("internal error in the proxy; the request id is in the "
+                                         "x-request-id header", "server_error", None,
+                                         "internal_error"), status_code=500)

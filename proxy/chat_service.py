@@ -1,0 +1,295 @@
+"""POST /v1/chat/completions: policy -> upstream -> recovery watch -> client.
+
+The route stays thin; this module holds the request's life: check the body against the prefill
+policy, stream from the upstream (always, so one watched path serves streamed and non-streamed
+clients), verify the rendered prompt in the first chunk, relay chunks through the watch, and
+record metrics. Time spent waiting on the upstream or on the client is excluded from
+`deepguard_proxy_overhead_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive
+
+from proxy.errors import APIError
+from proxy.metrics import Metrics
+from proxy.policy import (ControlTokenMatcher, PolicyContext, PolicyViolation,
+                          check_chat_request, check_rendered_prompt)
+from proxy.relay import AnswerRelay, aggregate
+from proxy.upstream import Upstream, UpstreamError
+from proxy.watch import Outcome, RefusalDetector, observe, recovery_log_record
+
+log = logging.getLogger("deepguard.chat")
+ROUTE = "/v1/chat/completions"
+
+
+def violation_error(v: PolicyViolation) -> APIError:
+    return APIError(v.status, v.message, "invalid_request_error", v.param, v.code,
+                    {"x-should-retry": "false"})
+
+
+def sse(obj: Any) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+class Clock:
+    """Adds up the time the proxy itself works on a request, between waits."""
+
+    def __init__(self) -> None:
+        self.busy = 0.0
+        self._since: float | None = time.perf_counter()
+
+    def pause(self) -> None:
+        if self._since is not None:
+            self.busy += time.perf_counter() - self._since
+            self._since = None
+
+    def resume(self) -> None:
+        if self._since is None:
+            self._since = time.perf_counter()
+
+
+@dataclass
+class ChatService:
+    upstream: Upstream
+    metrics: Metrics
+    detector: RefusalDetector
+    control_tokens: ControlTokenMatcher
+    settings: Any  # proxy.config.Settings
+
+    async def handle(self, raw_body: bytes, served_model: str, allow_prefill: bool,
+                     request_id: str, received_at: float, receive: Receive) -> Response:
+        clock = Clock()
+        try:
+            body = orjson.loads(raw_body)
+        except orjson.JSONDecodeError as exc:
+            raise APIError(400, f"the request body is not valid JSON: {exc}", param=None,
+                           code="invalid_json", headers={"x-should-retry": "false"}) from None
+        ctx = PolicyContext(self.settings.policy, self.control_tokens, served_model,
+                            allow_prefill=allow_prefill)
+        try:
+            upstream_body = check_chat_request(body, ctx)
+        except PolicyViolation as v:
+            self.metrics.policy_rejections.labels(served_model, v.vector).inc()
+            raise violation_error(v) from None
+
+        client_stream = bool(upstream_body.get("stream"))
+        client_usage = bool((upstream_body.get("stream_options") or {}).get("include_usage"))
+        # The proxy always streams from the upstream and asks for what it needs to check the
+        # answer's start; neither reaches the client.
+        upstream_body["stream"] = True
+        upstream_body["stream_options"] = {"include_usage": True}
+        upstream_body["return_token_ids"] = True
+        upstream_body["return_prompt_text"] = True
+        messages = upstream_body.get("messages", [])
+
+        def check_prompt(prompt_text: str) -> PolicyViolation | None:
+            if allow_prefill:
+                return None
+            return check_rendered_prompt(prompt_text, messages, ctx)
+
+        watch = self.settings.watch
+
+        def on_outcome(index: int, outcome: Outcome, text: str) -> None:
+            observe(self.metrics, served_model, outcome)
+            if outcome.kind == "recovered":
+                record = recovery_log_record(request_id, index, served_model, outcome,
+                                             watch.hold_back_tokens,
+                                             text if watch.log_answer_text else None)
+                log.info("%s", orjson.dumps(record).decode())
+
+        relay = AnswerRelay(self.detector, watch.start_window, watch.hold_back_tokens,
+                            served_model, check_prompt, on_outcome)
+        answer = Answer(self, relay, served_model, request_id, received_at, clock, upstream_body,
+                        client_usage)
+        try:
+            if client_stream:
+                return await answer.streaming_response(receive)
+            return await answer.json_response(receive)
+        except ClientGone:
+            answer.done(499)  # nginx's "client closed request"; nobody reads this response
+            return Response(status_code=499)
+
+
+class Answer:
+    """One request's upstream stream and its way to the client."""
+
+    def __init__(self, service: ChatService, relay: AnswerRelay, served_model: str,
+                 request_id: str, received_at: float, clock: Clock, upstream_body: dict,
+                 client_usage: bool) -> None:
+        self.s = service
+        self.relay = relay
+        self.model = served_model
+        self.request_id = request_id
+        self.received_at = received_at
+        self.clock = clock
+        self.upstream_body = upstream_body
+        self.client_usage = client_usage
+        self.first_content_at: float | None = None
+
+    # -- upstream -------------------------------------------------------------------------------
+    async def _client_chunks(self) -> AsyncIterator[dict]:
+        """Client chunks in order; raises APIError for upstream failures and prompt mismatches."""
+        try:
+            async with self.s.upstream.stream_chat(self.upstream_body, self.request_id) as chunks:
+                while True:
+                    self.clock.pause()
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        self.clock.resume()
+                        break
+                    self.clock.resume()
+                    try:
+                        out = self.relay.on_chunk(chunk)
+                    except PolicyViolation as v:
+                        # Caught in the first chunk, before any content reached the client.
+                        self.s.metrics.policy_rejections.labels(self.model, v.vector).inc()
+                        log.warning("rendered prompt rejected: %s (request %s)", v.code,
+                                    self.request_id)
+                        raise violation_error(v) from None
+                    for c in out:
+                        yield c
+            for c in self.relay.finish():
+                yield c
+        except UpstreamError as exc:
+            self.s.metrics.upstream_errors.labels(self.model, exc.kind).inc()
+            raise exc.to_api_error() from None
+
+    def _mark_first_content(self, chunk: dict) -> None:
+        if self.first_content_at is None and any(
+                c["delta"].get("content") or c["delta"].get("tool_calls")
+                for c in chunk["choices"]):
+            self.first_content_at = time.perf_counter()
+            self.s.metrics.ttft.labels(self.model).observe(self.first_content_at - self.received_at)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"x-request-id": self.request_id}
+        if self.relay.suppressed:
+            headers["x-deepguard-recovery"] = "suppressed"
+        return headers
+
+    def done(self, status: int) -> None:
+        self.clock.pause()
+        m = self.s.metrics
+        m.requests.labels(self.model, ROUTE, str(status)).inc()
+        m.request_duration.labels(self.model, ROUTE).observe(time.perf_counter() - self.received_at)
+        m.proxy_overhead.labels(self.model).observe(self.clock.busy)
+
+    # -- non-streamed client ----------------------------------------------------------------
+    async def json_response(self, receive: Receive) -> Response:
+        async def collect() -> list[dict]:
+            return [c async for c in self._client_chunks()]
+
+        try:
+            chunks = await cancel_on_disconnect(receive, collect())
+        except APIError as err:
+            self.done(err.status)
+            raise
+        body = aggregate(chunks, self.relay.usage)
+        body["model"] = self.model
+        response = Response(orjson.dumps(body), media_type="application/json",
+                            headers=self._headers())
+        self.done(200)
+        return response
+
+    # -- streamed client ----------------------------------------------------------------------
+    async def streaming_response(self, receive: Receive) -> StreamingResponse:
+        chunks = self._client_chunks()
+        # Read up to the first chunk that carries content before answering, so that upstream
+        # errors and prompt mismatches still get a real HTTP status, and the suppression header
+        # is set when the hold-back window already decided it.
+        primed: list[dict] = []
+
+        async def prime() -> None:
+            async for c in chunks:
+                primed.append(c)
+                if any(ch["delta"].get("content") or ch.get("finish_reason")
+                       for ch in c["choices"]):
+                    return
+
+        try:
+            await cancel_on_disconnect(receive, prime())
+        except APIError as err:
+            await chunks.aclose()
+            self.done(err.status)
+            raise
+        except ClientGone:
+            await chunks.aclose()
+            raise
+        return StreamingResponse(self._events(primed, chunks), media_type="text/event-stream",
+                                 headers=self._headers() | {"cache-control": "no-cache"})
+
+    async def _events(self, primed: list[dict], rest: AsyncIterator[dict]) -> AsyncIterator[bytes]:
+        status = 200
+        try:
+            for c in primed:
+                self._mark_first_content(c)
+                yield self._wire(c)
+            self.clock.pause()
+            async for c in rest:
+                self.clock.resume()
+                self._mark_first_content(c)
+                data = self._wire(c)
+                self.clock.pause()
+                yield data
+            self.clock.resume()
+            if self.client_usage and self.relay.usage is not None:
+                yield sse({"id": primed[0]["id"] if primed else None,
+                           "object": "chat.completion.chunk",
+                           "created": primed[0]["created"] if primed else None,
+                           "model": self.model, "choices": [], "usage": self.relay.usage})
+            yield b"data: [DONE]\n\n"
+        except APIError as err:
+            # Headers are gone: tell the client in-band, and end without [DONE] (the official
+            # client raises on an error event).
+            status = err.status
+            yield sse(err.body())
+        except asyncio.CancelledError:
+            status = 499  # the client went away; closing `rest` closes the upstream request
+            raise
+        finally:
+            await rest.aclose()
+            self.done(status)
+
+    def _wire(self, chunk: dict) -> bytes:
+        return sse(chunk)
+
+
+async def cancel_on_disconnect(receive: Receive, work: Awaitable) -> Any:
+    """Run `work`, cancelling it if the HTTP client disconnects first (the body is already read,
+    so the next ASGI message can only be the disconnect)."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):
+            pass
+        raise ClientGone()
+    return task.result()
+
+
+class ClientGone(Exception):
+    """The HTTP client disconnected before the answer was ready."""

@@ -1,0 +1,116 @@
+"""The proxy's configuration: one pydantic-settings object.
+
+Sources, highest priority first: constructor arguments (CLI flags), environment variables
+(`DEEPGUARD_<GROUP>_<FIELD>`, e.g. `DEEPGUARD_WATCH_HOLD_BACK_TOKENS=16`), a YAML or TOML file
+(`--config FILE` or `DEEPGUARD_CONFIG`), then the defaults below. Every setting lives in a group so
+that the environment variable name maps to exactly one field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
+                               TomlConfigSettingsSource, YamlConfigSettingsSource)
+
+from proxy.policy.settings import PolicySettings
+from proxy.watch.settings import WatchSettings
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    # Request bodies above this size are answered with 413 before they are parsed.
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    log_level: str = "info"
+
+
+class UpstreamSettings(BaseModel):
+    # An OpenAI/vLLM-protocol base URL without /v1 (e.g. http://127.0.0.1:8001). None = start the
+    # local engine as a child process.
+    url: str | None = None
+    api_key: str | None = None
+    connect_timeout_s: float = Field(5.0, gt=0)
+    # Longest silence allowed between two bytes of an upstream answer (a hung upstream -> 504).
+    read_timeout_s: float = Field(120.0, gt=0)
+    max_connections: int = Field(512, gt=0)
+    # Where the served model's tokenizer files are, to read its control tokens. Defaults to the
+    # local engine's model when the proxy starts one.
+    tokenizer_path: str | None = None
+
+
+class EngineSettings(BaseModel):
+    """The local CPU engine started when no upstream URL is given."""
+
+    model: str | None = None            # path to an HF directory or GGUF file; None = default model
+    startup_timeout_s: float = Field(900.0, gt=0)
+
+
+class ApiKey(BaseModel):
+    key: str = Field(min_length=8)
+    name: str = "default"
+    # Red-team keys used by evaluations may prefill the answer; nobody else may.
+    allow_prefill: bool = False
+
+
+class AuthSettings(BaseModel):
+    api_keys: list[ApiKey] = Field(default_factory=list)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _unique(cls, keys: list[ApiKey]) -> list[ApiKey]:
+        if len({k.key for k in keys}) != len(keys):
+            raise ValueError("api_keys: the same key is listed twice")
+        return keys
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEEPGUARD_", env_nested_delimiter="_",
+                                      env_nested_max_split=1, extra="forbid")
+
+    # The served model name clients send in `model` (vLLM's --served-model-name). None = ask the
+    # upstream's /v1/models at start-up.
+    model: str | None = None
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("DEEPGUARD_CONFIG")
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"config file not found: {path}")
+            if path.suffix in (".yaml", ".yml"):
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            elif path.suffix == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                raise ValueError(f"config file must be .yaml, .yml or .toml, not {path.name}")
+        return tuple(sources)
+
+    def key_for(self, token: str) -> ApiKey | None:
+        for api_key in self.auth.api_keys:
+            if api_key.key == token:
+                return api_key
+        return None
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Build the settings; `config_file` wins over DEEPGUARD_CONFIG, CLI overrides win over all."""
+    if config_file:
+        os.environ["DEEPGUARD_CONFIG"] = str(config_file)
+    return Settings(**overrides)
