@@ -1,0 +1,257 @@
+"""Training on transformers' Trainer: only the loss and the data are ours.
+
+The loop, checkpoints, resume, mixed precision and distributed back-ends (accelerate, DeepSpeed,
+FSDP) are the library's, so `accelerate launch -m alignment train ...` scales out unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from alignment.augment import (
+    DEFAULT_MAX_PREFIX,
+    DEFAULT_P_PREFIX,
+    pair_example,
+    recovery_example,
+    sample_prefix_length,
+    tokenize_pair,
+    tokenize_triplet,
+)
+from alignment.data.files import read_jsonl
+from alignment.mixing import PadCollator, StepMixedDataset
+from alignment.objectives import DEFAULT_BETAS, DEFAULT_LATER_BETA, constrained_loss, sft_loss
+from alignment.reference import compute_reference_logprobs
+
+OBJECTIVES = ("sft", "augmented", "constrained", "rto", "augmented+rto")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run; saved beside the checkpoints and in the exported model card."""
+
+    output_dir: str
+    model: str = "default"
+    objective: str = "augmented"
+    triplets: str | None = None  # JSONL {prompt, harmful, refusal, ...}
+    pairs: str | None = None  # JSONL {prompt, response}: benign anchors or the user's fine-tuning data
+    limit_triplets: int | None = None
+    limit_pairs: int | None = None
+    epochs: int = 4
+    max_steps: int = -1  # > 0 stops early (smoke runs)
+    learning_rate: float = 5e-5
+    adam_beta1: float = 0.9  # the paper uses 0.5 for constrained fine-tuning
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    lr_scheduler: str = "constant"
+    safety_per_step: int = 16
+    benign_per_step: int = 64
+    micro_batch: int = 8
+    p_prefix: float = DEFAULT_P_PREFIX
+    max_prefix: int = DEFAULT_MAX_PREFIX
+    max_length: int = 512
+    betas: tuple[float, ...] = DEFAULT_BETAS
+    later_beta: float = DEFAULT_LATER_BETA
+    bf16: bool = True
+    lora_r: int = 0  # 0 = full fine-tune
+    lora_alpha: int = 32
+    save_steps: int = 50
+    resume: bool = False
+    seed: int = 0
+    system: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if not self.triplets and not self.pairs:
+            raise ValueError("give --triplets and/or --pairs (or --data DIR from `deepguard data build`)")
+        if self.objective in ("augmented", "rto", "augmented+rto") and not self.triplets:
+            raise ValueError(f"objective {self.objective} needs harmful triplets (--triplets)")
+
+
+class AlignmentTrainer(Trainer):
+    """Trainer with our loss; everything else is inherited."""
+
+    def __init__(self, *args, objective: str, betas, later_beta: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.betas, self.later_beta = tuple(betas), later_beta
+        self.tokens_seen = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        ref = inputs.pop("ref_logprobs", None)
+        outputs = model(**inputs)
+        if model.training:
+            self.tokens_seen += int(inputs["attention_mask"].sum())
+        if self.objective == "constrained":
+            loss = constrained_loss(outputs.logits, labels, ref, num_items_in_batch, self.betas, self.later_beta)
+        else:
+            loss = sft_loss(outputs.logits, labels, num_items_in_batch)
+        # Normalised by the step's answer tokens => already scaled for gradient accumulation.
+        self.loss_is_scaled_for_ga = num_items_in_batch is not None
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices and self.args.world_size > 1:
+            loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
+        return (loss, outputs) if return_outputs else loss
+
+
+class JsonLossLog(TrainerCallback):
+    """Keeps `train_log.json` (the Trainer's log history) current at every logging step."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.path.write_text(json.dumps(state.log_history, indent=1))
+
+
+def _load_rows(path: str | None, limit: int | None, required: tuple[str, ...]) -> list[dict]:
+    if not path:
+        return []
+    rows = read_jsonl(path, required)
+    return rows[:limit] if limit else rows
+
+
+def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixedDataset, dict]:
+    """Tokenise the data once and lay out the mixed run; for `constrained`, cache pi_ref first."""
+    triplet_rows = _load_rows(config.triplets, config.limit_triplets, ("prompt", "harmful", "refusal"))
+    pair_rows = _load_rows(config.pairs, config.limit_pairs, ("prompt", "response"))
+    triplets = [tokenize_triplet(tokenizer, r["prompt"], r["harmful"], r["refusal"], config.system) for r in triplet_rows]
+    pairs = [tokenize_pair(tokenizer, r["prompt"], r["response"], config.system) for r in pair_rows]
+    objective, max_length = config.objective, config.max_length
+
+    def safety(index, rng):
+        t = triplets[index]
+        if objective in ("sft", "constrained"):
+            k = 0  # shallow safety data: the refusal right after the prompt
+        elif objective == "rto":
+            k = min(len(t.harmful_ids), config.max_prefix)  # the whole (capped) harmful answer
+        else:
+            k = sample_prefix_length(rng, len(t.harmful_ids), config.p_prefix, config.max_prefix)
+        return recovery_example(t, k, rto=objective in ("rto", "augmented+rto"), max_length=max_length)
+
+    def benign(index):
+        return pair_example(pairs[index], max_length)
+
+    build_safety, build_benign = safety, benign
+    if objective == "constrained":
+        if model is None:
+            raise ValueError("the constrained objective needs the reference model to cache its log-probs")
+        fixed_safety = [safety(i, None) for i in range(len(triplets))]
+        fixed_benign = [benign(i) for i in range(len(pairs))]
+        refs = compute_reference_logprobs(
+            model, fixed_safety + fixed_benign, tokenizer.pad_token_id, config.micro_batch, config.bf16
+        )
+        for example, ref in zip(fixed_safety + fixed_benign, refs):
+            example["ref_logprobs"] = ref
+        build_safety = lambda index, rng: fixed_safety[index]  # noqa: E731
+        build_benign = lambda index: fixed_benign[index]  # noqa: E731
+
+    dataset = StepMixedDataset(
+        len(triplets), len(pairs), build_safety, build_benign,
+        config.safety_per_step, config.benign_per_step, config.epochs, config.seed,
+    )
+    summary = {"triplets": len(triplets), "pairs": len(pairs), "steps_per_epoch": dataset.steps_per_epoch,
+               "examples_per_step": dataset.step_size, "safety_per_step": dataset.safety_per_step,
+               "benign_per_step": dataset.benign_per_step}
+    return dataset, summary
+
+
+def _apply_lora(model, config: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
+                                            task_type="CAUSAL_LM"))
+
+
+def training_arguments(config: TrainConfig, step_size: int, max_steps: int) -> TrainingArguments:
+    probe = TrainingArguments(output_dir=config.output_dir, report_to=[])
+    world = max(1, probe.world_size)
+    if step_size % (config.micro_batch * world):
+        raise ValueError(
+            f"examples per step ({step_size}) must be a multiple of micro_batch x processes "
+            f"({config.micro_batch} x {world}) so every optimizer step holds the configured mix"
+        )
+    return TrainingArguments(
+        output_dir=config.output_dir,
+        per_device_train_batch_size=config.micro_batch,
+        gradient_accumulation_steps=step_size // (config.micro_batch * world),
+        num_train_epochs=1,  # the dataset already spans every epoch (see alignment.mixing)
+        max_steps=max_steps,
+        learning_rate=config.learning_rate,
+        adam_beta1=config.adam_beta1,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_steps,
+        lr_scheduler_type=config.lr_scheduler,
+        bf16=config.bf16,
+        use_cpu=not torch.cuda.is_available(),  # bf16 autocast on CPU needs it said explicitly
+        train_sampling_strategy="sequential",
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        report_to=[],
+        seed=config.seed,
+        disable_tqdm=False,
+    )
+
+
+def train(config: TrainConfig, model=None, tokenizer=None) -> dict:
+    """Run one training job; returns (and saves as training_summary.json) what happened."""
+    from alignment.models import load_model, prepare_tokenizer
+
+    config.validate()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if model is None:
+        model, tokenizer = load_model(config.model)
+    prepare_tokenizer(tokenizer)
+    dataset, data_summary = build_dataset(config, tokenizer, model)
+    optimizer_steps = dataset.epochs * dataset.steps_per_epoch
+    if config.max_steps > 0:
+        optimizer_steps = min(optimizer_steps, config.max_steps)
+    if config.lora_r:
+        model = _apply_lora(model, config)
+    model.train()
+    (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    args = training_arguments(config, dataset.step_size, optimizer_steps)
+    trainer = AlignmentTrainer(
+        model=model, args=args, train_dataset=dataset, data_collator=PadCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer, callbacks=[JsonLossLog(out / "train_log.json")],
+        objective=config.objective, betas=config.betas, later_beta=config.later_beta,
+    )
+    resume = config.resume and any(out.glob("checkpoint-*"))
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    seconds = time.perf_counter() - started
+    final_dir = out / "model"
+    final_model = trainer.model
+    if config.lora_r:
+        final_model = final_model.merge_and_unload()  # a plain model directory: export and serving need no peft
+    if trainer.is_world_process_zero():
+        final_model.save_pretrained(final_dir)
+        tokenizer.save_pretrained(final_dir)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    summary = {
+        "objective": config.objective, "model": config.model, **data_summary,
+        "optimizer_steps": trainer.state.global_step, "train_seconds": round(seconds, 1),
+        "tokens": trainer.tokens_seen, "tokens_per_second": round(trainer.tokens_seen / max(seconds, 1e-9), 1),
+        "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
+        "train_loss": result.training_loss if not math.isnan(result.training_loss) else None,
+        "resumed": resume, "config": asdict(config),
+    }
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"trained {config.objective}: {summary['optimizer_steps']} steps, {summary['tokens']} tokens in "
+          f"{seconds:.0f}s ({summary['tokens_per_second']} tok/s), loss {summary['first_loss']} -> {summary['final_loss']}, "
+          f"model at {final_dir}")
+    return summary

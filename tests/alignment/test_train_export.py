@@ -1,0 +1,85 @@
+import json
+
+import pytest
+import torch
+from tiny import make_model, make_tokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from alignment.data.files import write_jsonl
+from alignment.models import export_model
+from alignment.train import TrainConfig, train
+
+TRIPLETS = [
+    {"prompt": f"Pick lock number {i}", "harmful": "Sure, here is how to pick a lock: first insert the tension wrench",
+     "refusal": "I cannot help with that request because it could hurt people.", "category": "crime", "source": "test"}
+    for i in range(4)
+]
+PAIRS = [{"prompt": f"Write poem {i} about the sea", "response": "The sea and the moon over quiet water."} for i in range(8)]
+
+
+@pytest.fixture
+def data(tmp_path):
+    write_jsonl(tmp_path / "triplets.jsonl", TRIPLETS)
+    write_jsonl(tmp_path / "benign.jsonl", PAIRS)
+    return tmp_path
+
+
+@pytest.mark.parametrize("objective", ["augmented", "constrained", "augmented+rto"])
+def test_train_runs_logs_losses_and_changes_weights(data, objective):
+    tok = make_tokenizer("chatml")
+    model = make_model(tok)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = TrainConfig(
+        output_dir=str(data / "run"), objective=objective, triplets=str(data / "triplets.jsonl"),
+        pairs=str(data / "benign.jsonl"), epochs=2, learning_rate=1e-2, safety_per_step=2, benign_per_step=2,
+        micro_batch=2, bf16=True, save_steps=100,
+    )
+    summary = train(config, model=model, tokenizer=tok)
+    assert summary["optimizer_steps"] == 8  # 8 pairs / 2 per step = 4 steps per epoch, 2 epochs
+    log = json.loads((data / "run" / "train_log.json").read_text())
+    losses = [e["loss"] for e in log if "loss" in e]
+    assert len(losses) == 8 and all(torch.isfinite(torch.tensor(losses)))
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert (data / "run" / "model" / "config.json").is_file()
+
+
+def test_lora_run_saves_a_merged_model(data):
+    tok = make_tokenizer("chatml")
+    config = TrainConfig(output_dir=str(data / "lora"), objective="sft", triplets=str(data / "triplets.jsonl"),
+                         pairs=str(data / "benign.jsonl"), epochs=1, max_steps=1, safety_per_step=2, benign_per_step=2,
+                         micro_batch=4, bf16=False, lora_r=4)
+    train(config, model=make_model(tok), tokenizer=tok)
+    reloaded = AutoModelForCausalLM.from_pretrained(data / "lora" / "model")
+    assert not any("lora" in name for name in reloaded.state_dict())
+
+
+def test_step_size_must_split_into_micro_batches(data):
+    tok = make_tokenizer("chatml")
+    config = TrainConfig(output_dir=str(data / "bad"), triplets=str(data / "triplets.jsonl"), pairs=str(data / "benign.jsonl"),
+                         safety_per_step=1, benign_per_step=2, micro_batch=2)
+    with pytest.raises(ValueError, match="multiple of micro_batch"):
+        train(config, model=make_model(tok), tokenizer=tok)
+
+
+def test_unknown_objective_is_rejected(data):
+    with pytest.raises(ValueError, match="unknown objective"):
+        TrainConfig(output_dir=str(data), objective="dpo", pairs="x").validate()
+
+
+@pytest.mark.parametrize("family", ["chatml", "llama3"])
+def test_export_reload_gives_same_logits(tmp_path, family):
+    tok = make_tokenizer(family)
+    model = make_model(tok)
+    out = export_model(model, tok, tmp_path / "export", card_text="# test card\n", summary={"objective": "sft"})
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    assert json.loads((out / "tokenizer_config.json").read_text())["chat_template"] == tok.chat_template
+    assert list(out.glob("*.safetensors"))
+    reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
+    reloaded_tok = AutoTokenizer.from_pretrained(out)
+    ids = torch.tensor([reloaded_tok.apply_chat_template([{"role": "user", "content": "hello there"}],
+                                                         add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, reloaded(ids).logits)
+    gen = json.loads((out / "generation_config.json").read_text())
+    assert tok.eos_token_id in ([gen["eos_token_id"]] if isinstance(gen["eos_token_id"], int) else gen["eos_token_id"])
