@@ -26,9 +26,9 @@ ENV PATH=/opt/deepguard/bin:$PATH \
     HF_HOME=/home/deepguard/.cache/huggingface
 USER 10001:10001
 WORKDIR /home/deepguard
-EXPOSE 8001
+EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8001/health', timeout=2)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
 ENTRYPOINT ["env-from-files", "deepguard"]
 # Without --model the engine loads the packaged default model.
-CMD ["engine", "--host", "0.0.0.0", "--port", "8001"]
+CMD ["engine", "--host", "0.0.0.0", "--port", "8000"]
