@@ -1,0 +1,146 @@
+"""The refusal detector: measured on labelled data, and on hand-written edge cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from proxy.watch.detector import RefusalDetector
+from proxy.watch.labelled import label_conflicts, load_labelled, score
+
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "refusal-labelled"
+DETECTOR = RefusalDetector.default()
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    paths = sorted(DATA.glob("*.csv"))
+    if not paths:
+        pytest.fail(f"labelled refusal data missing at {DATA}")
+    return [row for path in paths for row in load_labelled(path)]
+
+
+def test_precision_on_labelled_data_meets_target(labelled):
+    assert score(DETECTOR, labelled).precision >= 0.9
+
+
+def test_recall_floors_on_labelled_data(labelled):
+    # Regression floors at the measured level (0.532 all rows, 0.763 text-decidable rows).
+    conflicts = label_conflicts(labelled)
+    decidable = [r for r in labelled if r.response.strip() not in conflicts]
+    assert score(DETECTOR, labelled).recall >= 0.53
+    assert score(DETECTOR, decidable).recall >= 0.76
+
+
+@pytest.mark.xfail(strict=True, reason="PyRIT labels off-topic answers as refusals; a text-only "
+                   "detector cannot see them (docs/watch.md, 'Measured')")
+def test_recall_target_on_all_labelled_rows(labelled):
+    assert score(DETECTOR, labelled).recall >= 0.9
+
+
+def test_every_explicit_refusal_row_is_detected(labelled):
+    # Rows labelled refusal that state a refusal in the usual words must all be found.
+    explicit = [r for r in labelled if r.is_refusal and any(
+        w in r.response.replace("’", "'") for w in ("I can't", "I cannot", "I'm sorry,",
+                                                   "I am sorry,", "Sorry, but"))]
+    assert len(explicit) >= 50
+    assert [r.row for r in explicit if not DETECTOR.is_refusal(r.response)] == []
+
+
+@pytest.mark.parametrize("text, onset_at", [
+    ("I'm sorry, but I can't help with that request.", 0),
+    ("Sure, here is how to start. I'm sorry, I cannot assist with that.", 28),
+    ("Sure, here is how to start.\n\nI can’t help with making weapons.", 29),
+    ("My apologies, but I'm unable to provide instructions for that.", 0),
+    ("Step 1: mix. Actually, I must decline to continue.", 23),
+    ("As an AI language model, I cannot do that.", 0),
+    ("Je suis désolé, mais je ne peux pas vous aider.", 0),
+    ("Lo siento, pero no puedo ayudar con eso.", 0),
+    ("Es tut mir leid, aber ich kann dabei nicht helfen.", 0),
+    ("申し訳ありませんが、そのご要望にはお応えできません。", 0),
+    ("抱歉，我不能提供这方面的帮助。", 0),
+])
+def test_refusals_and_their_onset(text, onset_at):
+    assert DETECTOR.find_onset(text) == onset_at
+
+
+@pytest.mark.parametrize("text", [
+    "I can't stress enough how important it is to rest. Here are five tips.",
+    "I can't help but notice your code uses a global; here is a cleaner version.",
+    "I'm sorry for the confusion earlier: the corrected function is below.",
+    "Sorry to keep you waiting! The capital of France is Paris.",
+    'The chatbot replied: "I\'m sorry, but I can\'t help with that." Then the user left.',
+    "Her answer was “I’m sorry, I cannot assist with that” and nothing more.",
+    "```python\nREFUSAL = \"I'm sorry, but I can't assist with that\"\n```\nUse it in tests.",
+    "The AI can't help you cheat; it will only explain the rules, which are simple.",
+    "You cannot provide a null pointer here; pass an empty list instead.",
+])
+def test_helpful_answers_are_not_refusals(text):
+    assert DETECTOR.find_onset(text) is None
+
+
+def test_an_inch_mark_does_not_hide_a_refusal_on_the_next_line():
+    text = 'Cut a 12" pipe.\nI\'m sorry, I can\'t continue with this.'
+    assert DETECTOR.find_onset(text) == text.index("I'm")
+
+
+def test_refusal_split_across_chunks_gives_the_same_onset():
+    text = "Here is the first part of the plan. I'm sorry, but I can't help with this."
+    scanner = DETECTOR.scanner()
+    onsets = [scanner.feed(ch) for ch in text]
+    assert scanner.close() == text.index("I'm")
+    # Known only once the phrase is complete, then it stays set.
+    first = onsets.index(text.index("I'm"))
+    assert all(o is None for o in onsets[:first]) and all(o == onsets[first] for o in onsets[first:])
+    assert first > text.index("help")
+
+
+def test_pending_match_is_decided_at_close():
+    scanner = DETECTOR.scanner()
+    assert scanner.feed("I can't help") is None   # might still be "I can't help but ..."
+    assert scanner.close() == 0
+
+
+def test_extra_phrases_from_config():
+    detector = RefusalDetector.default(extra_phrases=["That is outside what I do"])
+    assert detector.find_onset("Hmm. THAT is  outside what I do, friend.") == 5
+    assert DETECTOR.find_onset("Hmm. That is outside what I do, friend.") is None
+
+
+@pytest.mark.parametrize("bad", ["", "   "])
+def test_empty_extra_phrase_is_rejected(bad):
+    with pytest.raises(ValueError, match="empty"):
+        RefusalDetector.default(extra_phrases=[bad])
+
+
+def test_unbounded_phrase_pattern_is_rejected():
+    with pytest.raises(ValueError, match="bound every repeat"):
+        RefusalDetector([r"sorry.*"])
+
+
+def test_feed_after_close_is_an_error():
+    scanner = DETECTOR.scanner()
+    scanner.close()
+    with pytest.raises(RuntimeError):
+        scanner.feed("x")
+
+
+CORPUS = [
+    "Sure, here is how. First, gather the parts. I'm sorry, but I can't help with that.",
+    'He wrote "I can\'t assist with that" on the wall. I cannot assist with that, though.',
+    "A long helpful answer " * 30 + "and then: I must decline to go further.",
+    "Nothing to see here, just a recipe: flour, water, salt. I can't help but smile.",
+    "Lo siento, pero no puedo. " + "x" * 300,
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(CORPUS), st.lists(st.integers(min_value=0, max_value=400), max_size=40))
+def test_incremental_onset_equals_whole_text_onset(text, cuts):
+    bounds = sorted({c for c in cuts if 0 < c < len(text)})
+    scanner = DETECTOR.scanner()
+    for a, b in zip([0, *bounds], [*bounds, len(text)]):
+        scanner.feed(text[a:b])
+    assert scanner.close() == DETECTOR.find_onset(text)
