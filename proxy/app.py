@@ -94,8 +94,9 @@ def create_app(settings: Settings) -> FastAPI:
         up = settings.upstream
         upstream = Upstream(up.url, up.api_key, up.connect_timeout_s, up.read_timeout_s,
                             up.max_connections)
-        control_tokens, source = ControlTokenMatcher.from_model_dir(up.tokenizer_path)
-        log.info("control tokens: %s", source)
+        control_tokens, source = ControlTokenMatcher.from_model_dir(
+            up.tokenizer_path, extra=settings.policy.extra_control_tokens)
+        log.info("%s", source)
         detector = RefusalDetector.default(settings.watch.extra_refusal_phrases)
         app.state.settings = settings
         app.state.metrics = metrics

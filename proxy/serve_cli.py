@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
@@ -118,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         model = resolve_model(settings.engine.model)
         engine = EngineProcess(str(model), settings.engine.startup_timeout_s)
         settings.upstream.url = engine.url
-        if settings.upstream.tokenizer_path is None and Path(model).is_dir():
+        if settings.upstream.tokenizer_path is None:
+            # The policy reads the served tokenizer's control tokens (HF dir or GGUF).
             settings.upstream.tokenizer_path = str(model)
     try:
         if engine:
