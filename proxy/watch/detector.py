@@ -14,7 +14,8 @@ import re
 from typing import Iterable, Protocol, runtime_checkable
 
 from proxy.watch.phrases import (
-    MAX_PHRASE_CHARS, REFUSAL_PATTERNS, expand_fragment, literal_fragment)
+    MAX_PHRASE_CHARS, REFUSAL_KEYWORDS, REFUSAL_PATTERNS, expand_fragment, literal_fragment,
+    literal_keyword)
 from proxy.watch.quoting import QuoteState, advance
 
 # Characters that must follow a match before the scanner trusts it mid-stream, because some
@@ -43,7 +44,10 @@ class IncrementalRefusalClassifier(RefusalClassifier, Protocol):
 class RefusalDetector:
     """Finds where a refusal begins in an answer. Build once, share freely (immutable)."""
 
-    def __init__(self, fragments: Iterable[str]) -> None:
+    def __init__(self, fragments: Iterable[str], keywords: Iterable[str] | None = None) -> None:
+        """`fragments`: regular expressions (bounded). `keywords`: expressions one of which
+        occurs in every match (a cheap pre-filter); None searches with the full pattern always.
+        """
         fragments = list(fragments)
         if not fragments:
             raise ValueError("a refusal detector needs at least one phrase")
@@ -57,13 +61,22 @@ class RefusalDetector:
         self._pattern = re.compile("|".join(parts), re.IGNORECASE)
         # The scanner looks back only as far as the widest phrase can reach.
         self.lookback = widest
+        self._keywords: re.Pattern[str] | None = None
+        self._keyword_width = 0
+        if keywords is not None:
+            keywords = list(keywords)
+            self._keyword_width = max(_max_width(k) for k in keywords)
+            self._keywords = re.compile("|".join(f"(?:{k})" for k in keywords), re.IGNORECASE)
 
     @classmethod
     def default(cls, extra_phrases: Iterable[str] = ()) -> "RefusalDetector":
         """The built-in phrase set in every language, plus literal user phrases from config."""
+        extra_phrases = list(extra_phrases)
         fragments = [expand_fragment(p) for group in REFUSAL_PATTERNS.values() for p in group]
         fragments += [literal_fragment(p) for p in extra_phrases]
-        return cls(fragments)
+        keywords = [expand_fragment(k) for group in REFUSAL_KEYWORDS.values() for k in group]
+        keywords += [literal_keyword(p) for p in extra_phrases]
+        return cls(fragments, keywords)
 
     def find_onset(self, text: str) -> int | None:
         """Character offset where the refusal begins, or None if the text does not refuse."""
@@ -75,7 +88,7 @@ class RefusalDetector:
         return self.find_onset(text) is not None
 
     def scanner(self) -> "RefusalScanner":
-        return RefusalScanner(self._pattern, self.lookback)
+        return RefusalScanner(self._pattern, self.lookback, self._keywords, self._keyword_width)
 
 
 class RefusalScanner:
@@ -85,12 +98,17 @@ class RefusalScanner:
     an earlier piece), not by the length of the answer so far: only that window of text is kept.
     """
 
-    __slots__ = ("_pattern", "_lookback", "_buf", "_base", "_length", "_search_from",
-                 "_state", "_state_at", "onset", "closed")
+    __slots__ = ("_pattern", "_lookback", "_keywords", "_keyword_width", "_last_keyword",
+                 "_buf", "_base", "_length", "_search_from", "_state", "_state_at", "onset",
+                 "closed")
 
-    def __init__(self, pattern: re.Pattern[str], lookback: int) -> None:
+    def __init__(self, pattern: re.Pattern[str], lookback: int,
+                 keywords: re.Pattern[str] | None = None, keyword_width: int = 0) -> None:
         self._pattern = pattern
         self._lookback = lookback
+        self._keywords = keywords
+        self._keyword_width = keyword_width
+        self._last_keyword = -1        # start of the latest keyword seen (-1: none yet)
         self._buf = ""                 # the tail of the answer still needed
         self._base = 0                 # offset of _buf[0] in the whole answer
         self._length = 0               # characters fed so far
@@ -111,9 +129,10 @@ class RefusalScanner:
         self._buf += piece
         self._length += len(piece)
         # A match not yet judged ends after `previous` minus the settle margin, so it starts at
-        # most `lookback` characters before that.
-        self._search(max(self._search_from, previous - self._lookback - SETTLE_CHARS),
-                     final=False)
+        # most `lookback` characters before that, and it contains a keyword from there on.
+        earliest = previous - self._lookback - SETTLE_CHARS
+        if self._keywords is None or self._keyword_since(previous) >= earliest:
+            self._search(max(self._search_from, earliest), final=False)
         if self.onset is None:
             self._trim()
         return self.onset
@@ -126,6 +145,13 @@ class RefusalScanner:
                 self._search(max(self._search_from,
                                  self._length - self._lookback - SETTLE_CHARS), final=True)
         return self.onset
+
+    def _keyword_since(self, previous: int) -> int:
+        """Scan only the new text (plus a keyword's width back) for keywords; latest start."""
+        pos = max(previous - self._keyword_width + 1 - self._base, 0)
+        for hit in self._keywords.finditer(self._buf, pos):
+            self._last_keyword = max(self._last_keyword, self._base + hit.start())
+        return self._last_keyword
 
     def _search(self, start: int, final: bool) -> None:
         base, buf = self._base, self._buf

@@ -77,6 +77,21 @@ REFUSAL_PATTERNS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Words at least one of which occurs inside every match of the phrases above, per language.
+# The scanner runs the full pattern only when one of them appeared recently, which keeps the
+# cost per token low on the vast majority of text that refuses nothing. A new phrase in
+# REFUSAL_PATTERNS must contain one of these (a test checks every phrase's sample matches).
+REFUSAL_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "en": ("can't", "cannot", "can not", "won't", "will not", "unable", "not able", "not going",
+           "decline", "refuse", "comfortable", "not allowed", "not permitted", "as an AI",
+           "appropriate", "against my"),
+    "fr": ("désolé", "je ne"),
+    "es": ("no puedo", "no podré"),
+    "de": ("tut mir leid", "ich kann"),
+    "ja": ("申し訳", "かねます", "できません"),
+    "zh": ("不能", "无法", "不可以"),
+}
+
 # Longest text a single phrase may match; keeps the scanner's look-back window bounded.
 MAX_PHRASE_CHARS = 200
 
@@ -84,6 +99,11 @@ MAX_PHRASE_CHARS = 200
 def expand_fragment(fragment: str) -> str:
     """Turn the readable notation above into a real pattern (spaces, apostrophes)."""
     return fragment.replace("'", "['’]").replace(" ", r"\s{1,3}")
+
+
+def literal_keyword(phrase: str) -> str:
+    """The keyword of a user phrase: its longest word (every match contains it)."""
+    return literal_fragment(max(phrase.split(), key=len)).removeprefix(r"\b")
 
 
 def literal_fragment(phrase: str) -> str:

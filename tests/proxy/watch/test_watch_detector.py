@@ -144,3 +144,25 @@ def test_incremental_onset_equals_whole_text_onset(text, cuts):
     for a, b in zip([0, *bounds], [*bounds, len(text)]):
         scanner.feed(text[a:b])
     assert scanner.close() == DETECTOR.find_onset(text)
+
+
+def test_keyword_prefilter_never_changes_the_answer(labelled):
+    # The same phrases without the keyword pre-filter must find the same onsets, fed in pieces.
+    from proxy.watch.phrases import REFUSAL_PATTERNS, expand_fragment
+    unfiltered = RefusalDetector(
+        [expand_fragment(p) for group in REFUSAL_PATTERNS.values() for p in group])
+    texts = [row.response for row in labelled] + CORPUS + [
+        "Sure. " * 50 + "Je suis désolée, mais je ne peux pas.", "OK. 申し訳ございません。",
+        "Ok. 我无法提供。", "Ok. Es tut mir leid, aber ich werde das nicht tun.",
+        "Fine. It is not appropriate for me to answer. As an AI, I cannot.",
+        "Well, that goes against my principles.", "I respectfully decline to do so."]
+    for text in texts:
+        found = []
+        for detector in (DETECTOR, unfiltered):
+            scanner = detector.scanner()
+            for i in range(0, len(text), 3):
+                scanner.feed(text[i:i + 3])
+            found.append(scanner.close())
+        assert found[0] == found[1], text[:80]
+        assert found[0] == unfiltered.find_onset(text)
+    assert sum(DETECTOR.is_refusal(t) for t in texts[-7:]) == 7
