@@ -1,0 +1,102 @@
+"""One Markdown report, with matplotlib plots, that puts models side by side.
+
+Input: the JSON files the `eval` verbs write (each has `kind` and `model`): prefill, kl,
+overrefusal, utility, recovery, finetune-attack. Output: `report.md` and PNGs beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def load_results(paths) -> list[dict]:
+    results = []
+    for path in paths:
+        path = Path(path)
+        files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+        for file in files:
+            data = json.loads(file.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and "kind" in data and "model" in data:
+                results.append(data)
+    if not results:
+        raise ValueError("no eval results found (JSON files with 'kind' and 'model')")
+    return results
+
+
+def _plot_asr(prefill: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for r in prefill:
+        ks = sorted(int(k) for k in r["k"])
+        ax.errorbar(ks, [r["k"][str(k)]["asr"]["mean"] for k in ks], yerr=[r["k"][str(k)]["asr"]["std"] for k in ks],
+                    marker="o", capsize=3, label=f"{r['model']} ({r['mode']})")
+    ax.set_xlabel("prefilled harmful tokens k")
+    ax.set_ylabel("ASR (%)")
+    ax.set_ylim(-2, 102)
+    ax.legend(fontsize=8)
+    ax.set_title("Prefilling attack")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(results: list[dict], out_dir: str | Path, title: str = "deepguard evaluation") -> Path:
+    from alignment.evaluate.kl import plot_kl
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    by_kind: dict[str, list[dict]] = {}
+    for r in results:
+        by_kind.setdefault(r["kind"], []).append(r)
+    lines = [f"# {title}", ""]
+    prefill = by_kind.get("prefill", [])
+    if prefill:
+        ks = sorted({int(k) for r in prefill for k in r["k"]})
+        lines += ["## Prefilling attack ASR (%)", "", "![ASR vs k](asr_vs_k.png)", "",
+                  "| model | mode | judge | cases | runs | " + " | ".join(f"k={k}" for k in ks) + " |",
+                  "|---|---|---|---|---|" + "---|" * len(ks)]
+        for r in prefill:
+            cells = [f"{r['k'][str(k)]['asr']['mean']:.1f} ± {r['k'][str(k)]['asr']['std']:.1f}" if str(k) in r["k"]
+                     else "" for k in ks]
+            lines.append(f"| {r['model']} | {r['mode']} | {r['judge']} | {r['cases']} | {len(r['runs'])} | "
+                         + " | ".join(cells) + " |")
+        _plot_asr(prefill, out / "asr_vs_k.png")
+        lines.append("")
+    kls = by_kind.get("kl", [])
+    if kls:
+        plot_kl({r["model"]: r for r in kls}, out / "kl_per_position.png")
+        lines += ["## Per-token KL on harmful answers", "", "![KL per position](kl_per_position.png)", "",
+                  "| pair | KL pos 1-5 (mean) | KL pos 6+ (mean) |", "|---|---|---|"]
+        for r in kls:
+            head, tail = r["kl"][:5], r["kl"][5:]
+            lines.append(f"| {r['model']} | {sum(head) / max(len(head), 1):.3f} | {sum(tail) / max(len(tail), 1):.3f} |")
+        lines.append("")
+    benign = by_kind.get("overrefusal", []) + by_kind.get("utility", [])
+    if benign:
+        lines += ["## Over-refusal and utility", "", "| model | measure | prompts | value |", "|---|---|---|---|"]
+        for r in benign:
+            if r["kind"] == "overrefusal":
+                lines.append(f"| {r['model']} | refusal rate on {r.get('set', 'safe prompts')} (%) | {r['prompts']} | "
+                             f"{r['refusal_rate']:.1f} |")
+            else:
+                lines.append(f"| {r['model']} | utility, unigram F1 x100 | {r['tasks']} | {r['unigram_f1']:.1f} |")
+        lines.append("")
+    for r in by_kind.get("finetune-attack", []):
+        lines += [f"## Fine-tuning attack on {r['model']} ({r['examples']} examples, {r['epochs']} epochs)", "",
+                  "| run | ASR (%) | utility |", "|---|---|---|",
+                  f"| before attack | {r['initial']['asr']:.1f} | {r['initial']['utility']} |"]
+        lines += [f"| {name} | {a['asr']:.1f} | {a['utility']} |" for name, a in r["attacks"].items()]
+        lines.append("")
+    for r in by_kind.get("recovery", []):
+        lines += [f"## Recovery onsets of {r['model']}", "",
+                  f"{r['recovered']} of {r['attacks']} prefilled attacks recovered. Hold-back window "
+                  "(`watch.hold_back_tokens`) that hides the harmful start of X% of them: "
+                  + ", ".join(f"{c}: {w}" for c, w in r["hold_back_tokens"].items()), ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
