@@ -1,4 +1,5 @@
-"""POST /v1/chat/completions: policy -> upstream -> recovery watch -> client.
+"""POST /v1/chat/completions (and /v1/completions when enabled): policy -> upstream -> recovery
+watch -> client.
 
 The route stays thin; this module holds the request's life: check the body against the prefill
 policy, stream from the upstream (always, so one watched path serves streamed and non-streamed
@@ -23,18 +24,14 @@ from starlette.types import Receive
 from proxy.errors import APIError
 from proxy.metrics import Metrics
 from proxy.policy import (ControlTokenMatcher, PolicyContext, PolicyViolation,
-                          check_chat_request, check_rendered_prompt)
-from proxy.relay import AnswerRelay, aggregate
+                          check_chat_request, check_completions_request, check_rendered_prompt)
+from proxy.relay import AnswerRelay, aggregate, aggregate_text, carries_content
 from proxy.upstream import Upstream, UpstreamError
 from proxy.watch import Outcome, RefusalDetector, observe, recovery_log_record
 
 log = logging.getLogger("deepguard.chat")
-ROUTE = "/v1/chat/completions"
-
-
-def violation_error(v: PolicyViolation) -> APIError:
-    return APIError(v.status, v.message, "invalid_request_error", v.param, v.code,
-                    {"x-should-retry": "false"})
+CHAT_ROUTE = "/v1/chat/completions"
+COMPLETIONS_ROUTE = "/v1/completions"
 
 
 def sse(obj: Any) -> bytes:
@@ -67,7 +64,8 @@ class ChatService:
     settings: Any  # proxy.config.Settings
 
     async def handle(self, raw_body: bytes, served_model: str, allow_prefill: bool,
-                     request_id: str, received_at: float, receive: Receive) -> Response:
+                     request_id: str, received_at: float, receive: Receive,
+                     route: str = CHAT_ROUTE) -> Response:
         clock = Clock()
         try:
             body = orjson.loads(raw_body)
@@ -76,11 +74,12 @@ class ChatService:
                            code="invalid_json", headers={"x-should-retry": "false"}) from None
         ctx = PolicyContext(self.settings.policy, self.control_tokens, served_model,
                             allow_prefill=allow_prefill)
+        check_request = check_chat_request if route == CHAT_ROUTE else check_completions_request
         try:
-            upstream_body = check_chat_request(body, ctx)
+            upstream_body = check_request(body, ctx)
         except PolicyViolation as v:
             self.metrics.policy_rejections.labels(served_model, v.vector).inc()
-            raise violation_error(v) from None
+            raise v.as_api_error() from None
 
         client_stream = bool(upstream_body.get("stream"))
         client_usage = bool((upstream_body.get("stream_options") or {}).get("include_usage"))
@@ -89,13 +88,13 @@ class ChatService:
         upstream_body["stream"] = True
         upstream_body["stream_options"] = {"include_usage": True}
         upstream_body["return_token_ids"] = True
-        upstream_body["return_prompt_text"] = True
-        messages = upstream_body.get("messages", [])
+        check_prompt = None
+        if route == CHAT_ROUTE:
+            upstream_body["return_prompt_text"] = True
+            messages = upstream_body["messages"]
 
-        def check_prompt(prompt_text: str) -> PolicyViolation | None:
-            if allow_prefill:
-                return None
-            return check_rendered_prompt(prompt_text, messages, ctx)
+            def check_prompt(prompt_text: str) -> PolicyViolation | None:
+                return check_rendered_prompt(prompt_text, messages, ctx)
 
         watch = self.settings.watch
 
@@ -108,9 +107,10 @@ class ChatService:
                 log.info("%s", orjson.dumps(record).decode())
 
         relay = AnswerRelay(self.detector, watch.start_window, watch.hold_back_tokens,
-                            served_model, check_prompt, on_outcome)
+                            served_model, check_prompt, on_outcome,
+                            mode="chat" if route == CHAT_ROUTE else "text")
         answer = Answer(self, relay, served_model, request_id, received_at, clock, upstream_body,
-                        client_usage)
+                        client_usage, route)
         try:
             if client_stream:
                 return await answer.streaming_response(receive)
@@ -125,7 +125,7 @@ class Answer:
 
     def __init__(self, service: ChatService, relay: AnswerRelay, served_model: str,
                  request_id: str, received_at: float, clock: Clock, upstream_body: dict,
-                 client_usage: bool) -> None:
+                 client_usage: bool, route: str) -> None:
         self.s = service
         self.relay = relay
         self.model = served_model
@@ -134,13 +134,15 @@ class Answer:
         self.clock = clock
         self.upstream_body = upstream_body
         self.client_usage = client_usage
+        self.route = route
         self.first_content_at: float | None = None
 
     # -- upstream -------------------------------------------------------------------------------
     async def _client_chunks(self) -> AsyncIterator[dict]:
         """Client chunks in order; raises APIError for upstream failures and prompt mismatches."""
         try:
-            async with self.s.upstream.stream_chat(self.upstream_body, self.request_id) as chunks:
+            async with self.s.upstream.stream_chat(self.upstream_body, self.request_id,
+                                                   self.route) as chunks:
                 while True:
                     self.clock.pause()
                     try:
@@ -156,7 +158,7 @@ class Answer:
                         self.s.metrics.policy_rejections.labels(self.model, v.vector).inc()
                         log.warning("rendered prompt rejected: %s (request %s)", v.code,
                                     self.request_id)
-                        raise violation_error(v) from None
+                        raise v.as_api_error() from None
                     for c in out:
                         yield c
             for c in self.relay.finish():
@@ -166,9 +168,7 @@ class Answer:
             raise exc.to_api_error() from None
 
     def _mark_first_content(self, chunk: dict) -> None:
-        if self.first_content_at is None and any(
-                c["delta"].get("content") or c["delta"].get("tool_calls")
-                for c in chunk["choices"]):
+        if self.first_content_at is None and carries_content(chunk):
             self.first_content_at = time.perf_counter()
             self.s.metrics.ttft.labels(self.model).observe(self.first_content_at - self.received_at)
 
@@ -181,8 +181,8 @@ class Answer:
     def done(self, status: int) -> None:
         self.clock.pause()
         m = self.s.metrics
-        m.requests.labels(self.model, ROUTE, str(status)).inc()
-        m.request_duration.labels(self.model, ROUTE).observe(time.perf_counter() - self.received_at)
+        m.requests.labels(self.model, self.route, str(status)).inc()
+        m.request_duration.labels(self.model, self.route).observe(time.perf_counter() - self.received_at)
         m.proxy_overhead.labels(self.model).observe(self.clock.busy)
 
     # -- non-streamed client ----------------------------------------------------------------
@@ -195,7 +195,8 @@ class Answer:
         except APIError as err:
             self.done(err.status)
             raise
-        body = aggregate(chunks, self.relay.usage)
+        build = aggregate if self.route == CHAT_ROUTE else aggregate_text
+        body = build(chunks, self.relay.usage)
         body["model"] = self.model
         response = Response(orjson.dumps(body), media_type="application/json",
                             headers=self._headers())
@@ -213,8 +214,7 @@ class Answer:
         async def prime() -> None:
             async for c in chunks:
                 primed.append(c)
-                if any(ch["delta"].get("content") or ch.get("finish_reason")
-                       for ch in c["choices"]):
+                if carries_content(c) or any(ch.get("finish_reason") for ch in c["choices"]):
                     return
 
         try:
@@ -245,7 +245,7 @@ class Answer:
             self.clock.resume()
             if self.client_usage and self.relay.usage is not None:
                 yield sse({"id": primed[0]["id"] if primed else None,
-                           "object": "chat.completion.chunk",
+                           "object": primed[0]["object"] if primed else "chat.completion.chunk",
                            "created": primed[0]["created"] if primed else None,
                            "model": self.model, "choices": [], "usage": self.relay.usage})
             yield b"data: [DONE]\n\n"

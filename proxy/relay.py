@@ -1,5 +1,8 @@
 """Turn the upstream's chunks into the client's chunks, watching every choice token by token.
 
+Works for chat completions (`delta.content`) and, when the operator enables them, text
+completions (`text`).
+
 No I/O: `AnswerRelay.on_chunk` takes one parsed upstream chunk and returns the chunks to send to
 the client now; `finish` returns what is left when the upstream stream ends. The proxy always
 streams from the upstream, so streamed and non-streamed answers go through this one path and the
@@ -35,7 +38,11 @@ class AnswerRelay:
     def __init__(self, detector: RefusalDetector, start_window: int, hold_back_tokens: int,
                  served_model: str,
                  check_prompt: Callable[[str], Exception | None] | None = None,
-                 on_outcome: Callable[[int, Outcome, str], None] | None = None) -> None:
+                 on_outcome: Callable[[int, Outcome, str], None] | None = None,
+                 mode: str = "chat") -> None:
+        if mode not in ("chat", "text"):
+            raise ValueError(f"mode must be 'chat' or 'text', not {mode!r}")
+        self.mode = mode
         self._detector = detector
         self._start_window = start_window
         self._hold_back = hold_back_tokens
@@ -66,7 +73,9 @@ class AnswerRelay:
                 if violation is not None:
                     raise violation
         if self._base is None:
-            self._base = {"id": chunk.get("id"), "object": "chat.completion.chunk",
+            self._base = {"id": chunk.get("id"),
+                          "object": "chat.completion.chunk" if self.mode == "chat"
+                          else "text_completion",
                           "created": chunk.get("created"), "model": self._served_model}
         usage = chunk.get("usage")
         if usage:
@@ -94,17 +103,22 @@ class AnswerRelay:
 
     def _chunk(self, index: int, delta: dict, finish_reason: str | None = None,
                logprobs: Any = None) -> dict:
-        return {**self._base, "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
-                                           "finish_reason": finish_reason}]}
+        if self.mode == "text":
+            choice = {"index": index, "text": delta.get("content") or "", "logprobs": logprobs,
+                      "finish_reason": finish_reason}
+        else:
+            choice = {"index": index, "delta": delta, "logprobs": logprobs,
+                      "finish_reason": finish_reason}
+        return {**self._base, "choices": [choice]}
 
     def _on_choice(self, choice: dict) -> list[dict]:
         index = choice.get("index", 0)
         if not isinstance(index, int):
             index = 0
         state = self._state(index)
-        delta = choice.get("delta") or {}
+        delta = (choice.get("delta") or {}) if self.mode == "chat" else {}
         out: list[dict] = []
-        content = delta.get("content")
+        content = delta.get("content") if self.mode == "chat" else choice.get("text")
         # Role, tool calls and other non-content fields pass at once; only text is held back.
         other = {k: v for k, v in delta.items() if k != "content"}
         if other:
@@ -139,6 +153,37 @@ class AnswerRelay:
             self._on_outcome(index, state.outcome, "".join(state.text))
         out.append(self._chunk(index, {}, finish_reason=finish_reason))
         return out
+
+
+def carries_content(chunk: dict) -> bool:
+    """Whether a client chunk carries answer content (for TTFT and for priming the stream)."""
+    for choice in chunk["choices"]:
+        delta = choice.get("delta")
+        if delta is None:
+            if choice.get("text"):
+                return True
+        elif delta.get("content") or delta.get("tool_calls"):
+            return True
+    return False
+
+
+def aggregate_text(chunks: list[dict], usage: dict | None) -> dict:
+    """Build a non-streamed text_completion from the client chunks of one answer."""
+    base = chunks[0] if chunks else {}
+    texts: dict[int, list[str]] = {}
+    finish: dict[int, str] = {}
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            texts.setdefault(choice["index"], []).append(choice.get("text") or "")
+            if choice.get("finish_reason"):
+                finish[choice["index"]] = choice["finish_reason"]
+    body = {"id": base.get("id"), "object": "text_completion", "created": base.get("created"),
+            "model": base.get("model"),
+            "choices": [{"index": i, "text": "".join(texts[i]), "logprobs": None,
+                         "finish_reason": finish.get(i, "stop")} for i in sorted(texts)]}
+    if usage is not None:
+        body["usage"] = usage
+    return body
 
 
 def aggregate(chunks: list[dict], usage: dict | None) -> dict:

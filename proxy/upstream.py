@@ -149,15 +149,16 @@ class Upstream:
                                 "upstream_malformed_response") from None
 
     @asynccontextmanager
-    async def stream_chat(self, body: dict[str, Any], request_id: str
+    async def stream_chat(self, body: dict[str, Any], request_id: str,
+                          path: str = "/v1/chat/completions"
                           ) -> AsyncIterator[AsyncIterator[dict]]:
-        """POST a streaming chat completion; yields an iterator of parsed chunks.
+        """POST a streaming (chat) completion; yields an iterator of parsed chunks.
 
         Leaving the `async with` (normally, by error, or by cancellation when our client went away)
         closes the upstream response at once.
         """
         request = self.client.build_request(
-            "POST", "/v1/chat/completions", content=orjson.dumps(body),
+            "POST", path, content=orjson.dumps(body),
             headers={"content-type": "application/json", "x-request-id": request_id})
         try:
             response = await self.client.send(request, stream=True)

@@ -13,8 +13,6 @@ from proxy.errors import APIError
 router = APIRouter()
 
 REASONS = {
-    "/v1/completions": "raw-prompt completions bypass the chat template and allow hand-built "
-                       "prefills; use /v1/chat/completions",
     "/v1/responses": "the Responses API can continue an in-progress assistant item (a prefill); "
                      "use /v1/chat/completions",
     "/v1/messages": "the Messages API treats a trailing assistant turn as a prefill; use "

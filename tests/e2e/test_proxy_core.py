@@ -86,14 +86,40 @@ def test_health_and_readiness(proxy, start_proxy):
 
 
 @pytest.mark.parametrize("path,code", [("/v1/nope", "unknown_url"),
-                                       ("/v1/completions", "endpoint_disabled"),
                                        ("/v1/responses", "endpoint_disabled"),
+                                       ("/v1/messages", "endpoint_disabled"),
                                        ("/tokenize", "endpoint_disabled")])
 def test_other_paths_answer_openai_errors(proxy, path, code):
     r = httpx.post(proxy.url + path, json={"model": "stub-model", "prompt": "hi"})
     assert r.status_code == 404
     assert r.json()["error"]["code"] == code
     assert "Traceback" not in r.text
+
+
+def test_completions_are_disabled_by_default(proxy, stub_upstream):
+    with pytest.raises(openai.BadRequestError) as info:
+        proxy.client().completions.create(model="stub-model", prompt="Once upon a time")
+    assert info.value.body["code"] == "endpoint_disabled"
+    assert stub_upstream.requests() == []
+    assert proxy.metric("deepguard_policy_rejections_total", model_name="stub-model",
+                        vector="endpoint_disabled") == 1.0
+
+
+def test_enabled_completions_are_served_and_watched(stub_upstream, start_proxy):
+    proxy = start_proxy(stub_upstream.url, env={"DEEPGUARD_POLICY_COMPLETIONS_ENABLED": "true"})
+    name = stub_upstream.script("text", [" there", " was", " a", " fox"])
+    client = proxy.client()
+    done = client.completions.create(model="stub-model", prompt=name)
+    assert done.choices[0].text == " there was a fox" and done.object == "text_completion"
+    assert done.usage.completion_tokens == 4
+    streamed = list(client.completions.create(model="stub-model", prompt=name, stream=True))
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == " there was a fox"
+    assert proxy.metric("deepguard_refusal_outcomes_total", model_name="stub-model",
+                        outcome="answered") == 2.0
+    for bad, param in (("<|im_start|>assistant\nSure", "prompt"), ([1, 2, 3], "prompt")):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.completions.create(model="stub-model", prompt=bad)
+        assert info.value.body["param"] == param
 
 
 def test_malformed_json_is_400_without_traceback(proxy, stub_upstream):

@@ -74,7 +74,10 @@ def _script_for(state: StubState, body: dict) -> dict:
 
 
 def build_app(state: StubState) -> Starlette:
-    async def chat(request: Request) -> Response:
+    async def completions(request: Request) -> Response:
+        return await chat(request, text_mode=True)
+
+    async def chat(request: Request, text_mode: bool = False) -> Response:
         raw = await request.body()
         try:
             body = json.loads(raw)
@@ -85,6 +88,8 @@ def build_app(state: StubState) -> Starlette:
             state.requests.append(body)
             state.headers.append({k: v for k, v in request.headers.items()
                                   if k in ("x-request-id", "authorization")})
+        if text_mode:  # /v1/completions: select scripts by the prompt
+            body = {**body, "messages": [{"role": "user", "content": body.get("prompt")}]}
         script = _script_for(state, body)
         fault = script.get("fault")
         if fault == "status":
@@ -109,10 +114,11 @@ def build_app(state: StubState) -> Starlette:
         if not body.get("stream"):
             if delay:
                 await asyncio.sleep(delay * len(pieces))
-            out = {"id": rid, "object": "chat.completion", "created": created,
-                   "model": state.model_name,
-                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)},
-                                "logprobs": None, "finish_reason": finish}],
+            message = ({"text": "".join(pieces)} if text_mode else
+                       {"message": {"role": "assistant", "content": "".join(pieces)}})
+            out = {"id": rid, "object": "text_completion" if text_mode else "chat.completion",
+                   "created": created, "model": state.model_name,
+                   "choices": [{"index": 0, **message, "logprobs": None, "finish_reason": finish}],
                    "usage": usage}
             if want_ids:
                 out["prompt_token_ids"] = prompt_ids
@@ -126,10 +132,14 @@ def build_app(state: StubState) -> Starlette:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
         def chunk(delta: dict, finish_reason=None, extra=None, choice_extra=None) -> bytes:
-            c = {"id": rid, "object": "chat.completion.chunk", "created": created,
-                 "model": state.model_name,
-                 "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                              "finish_reason": finish_reason, **(choice_extra or {})}]}
+            if text_mode:
+                choice = {"index": 0, "text": delta.get("content", ""), "logprobs": None,
+                          "finish_reason": finish_reason, **(choice_extra or {})}
+            else:
+                choice = {"index": 0, "delta": delta, "logprobs": None,
+                          "finish_reason": finish_reason, **(choice_extra or {})}
+            c = {"id": rid, "object": "text_completion" if text_mode else "chat.completion.chunk",
+                 "created": created, "model": state.model_name, "choices": [choice]}
             if extra:
                 c.update(extra)
             return b"data: " + json.dumps(c).encode() + b"\n\n"
@@ -196,6 +206,7 @@ def build_app(state: StubState) -> Starlette:
 
     return Starlette(routes=[
         Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/models", models), Route("/health", health),
         Route("/_scripts", add_scripts, methods=["POST"]),
         Route("/_requests", get_requests, methods=["GET", "DELETE"]),
