@@ -15,14 +15,16 @@ from typing import Iterable, Protocol, runtime_checkable
 
 from proxy.watch.phrases import (
     MAX_PHRASE_CHARS, REFUSAL_KEYWORDS, REFUSAL_PATTERNS, expand_fragment, literal_fragment,
-    literal_keyword)
+    literal_keyword, lower_same_length)
 from proxy.watch.quoting import QuoteState, advance
 
 # Characters that must follow a match before the scanner trusts it mid-stream, because some
 # phrases end in a negative look-ahead ("I can't help" is not a refusal if " but" follows).
 SETTLE_CHARS = 5
 # A fragment whose first literal (after opening groups) is a Latin letter.
-_LEADING_LATIN_LETTER = re.compile(r"(?:\(\?:|\()*[A-Za-z]")
+_LEADING_LATIN_LETTER = re.compile(r"(?:\(\?:|\()*[a-z]")
+# Escapes such as \S or \W, which may be upper case in a lower-case pattern.
+_ESCAPE = re.compile(r"\\.")
 
 
 @runtime_checkable
@@ -45,10 +47,17 @@ class RefusalDetector:
     """Finds where a refusal begins in an answer. Build once, share freely (immutable)."""
 
     def __init__(self, fragments: Iterable[str], keywords: Iterable[str] | None = None) -> None:
-        """`fragments`: regular expressions (bounded). `keywords`: expressions one of which
-        occurs in every match (a cheap pre-filter); None searches with the full pattern always.
+        """`fragments`: regular expressions (bounded, in lower case: they are matched against
+        lower-cased text). `keywords`: expressions one of which occurs in every match (a cheap
+        pre-filter); None runs the full pattern on every piece.
         """
         fragments = list(fragments)
+        keywords = None if keywords is None else list(keywords)
+        for fragment in fragments + (keywords or []):
+            literal = _ESCAPE.sub("", fragment)
+            if literal != literal.lower():
+                raise ValueError(f"refusal pattern {fragment!r} must be lower case "
+                                 "(text is lower-cased before matching)")
         if not fragments:
             raise ValueError("a refusal detector needs at least one phrase")
         parts, widest = [], 1
@@ -58,15 +67,14 @@ class RefusalDetector:
             # not "I can't"); CJK phrases have no word boundaries to rely on.
             lead = r"\b" if _LEADING_LATIN_LETTER.match(fragment) else ""
             parts.append(f"{lead}(?:{fragment})")
-        self._pattern = re.compile("|".join(parts), re.IGNORECASE)
+        self._pattern = re.compile("|".join(parts))
         # The scanner looks back only as far as the widest phrase can reach.
         self.lookback = widest
         self._keywords: re.Pattern[str] | None = None
         self._keyword_width = 0
-        if keywords is not None:
-            keywords = list(keywords)
+        if keywords:
             self._keyword_width = max(_max_width(k) for k in keywords)
-            self._keywords = re.compile("|".join(f"(?:{k})" for k in keywords), re.IGNORECASE)
+            self._keywords = re.compile("|".join(f"(?:{k})" for k in keywords))
 
     @classmethod
     def default(cls, extra_phrases: Iterable[str] = ()) -> "RefusalDetector":
@@ -126,12 +134,12 @@ class RefusalScanner:
             self._length += len(piece)
             return self.onset
         previous = self._length
-        self._buf += piece
+        self._buf += lower_same_length(piece)
         self._length += len(piece)
         # A match not yet judged ends after `previous` minus the settle margin, so it starts at
         # most `lookback` characters before that, and it contains a keyword from there on.
         earliest = previous - self._lookback - SETTLE_CHARS
-        if self._keywords is None or self._keyword_since(previous) >= earliest:
+        if self._keywords is None or self._keyword_since(previous) >= max(earliest, 0):
             self._search(max(self._search_from, earliest), final=False)
         if self.onset is None:
             self._trim()

@@ -166,3 +166,14 @@ def test_keyword_prefilter_never_changes_the_answer(labelled):
         assert found[0] == found[1], text[:80]
         assert found[0] == unfiltered.find_onset(text)
     assert sum(DETECTOR.is_refusal(t) for t in texts[-7:]) == 7
+
+
+def test_upper_case_pattern_is_rejected_but_upper_escapes_are_fine():
+    with pytest.raises(ValueError, match="lower case"):
+        RefusalDetector([r"I refuse"])
+    assert RefusalDetector([r"no\Sway"]).is_refusal("NO-WAY")
+
+
+def test_onset_offsets_survive_characters_that_lower_case_to_two():
+    text = "İstanbul İİ. I'm sorry, but I can't help with that."
+    assert DETECTOR.find_onset(text) == text.index("I'm")
