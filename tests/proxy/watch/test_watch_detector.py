@@ -157,14 +157,10 @@ def test_keyword_prefilter_never_changes_the_answer(labelled):
         "Fine. It is not appropriate for me to answer. As an AI, I cannot.",
         "Well, that goes against my principles.", "I respectfully decline to do so."]
     for text in texts:
-        found = []
-        for detector in (DETECTOR, unfiltered):
-            scanner = detector.scanner()
-            for i in range(0, len(text), 3):
-                scanner.feed(text[i:i + 3])
-            found.append(scanner.close())
-        assert found[0] == found[1], text[:80]
-        assert found[0] == unfiltered.find_onset(text)
+        scanner = DETECTOR.scanner()
+        for i in range(0, len(text), 3):
+            scanner.feed(text[i:i + 3])
+        assert scanner.close() == unfiltered.find_onset(text), text[:80]
     assert sum(DETECTOR.is_refusal(t) for t in texts[-7:]) == 7
 
 
