@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -9,15 +11,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.chat_service import ChatService
 from proxy.config import Settings
-from proxy.errors import APIError, error_body
+from proxy.errors import JSON, APIError, error_body
 from proxy.metrics import Metrics
 from proxy.policy import ControlTokenMatcher
+from proxy.readiness import probe_forever
 from proxy.routes import chat, health, metrics as metrics_route, models, unsupported
 from proxy.upstream import Upstream, UpstreamError
 from proxy.watch import RefusalDetector
@@ -78,8 +80,8 @@ class RequestContext:
         await self.app(scope, receive, send_with_id)
 
 
-def too_large(limit: int) -> ORJSONResponse:
-    return ORJSONResponse(error_body(f"the request body is larger than the {limit}-byte limit",
+def too_large(limit: int) -> JSON:
+    return JSON(error_body(f"the request body is larger than the {limit}-byte limit",
                                      "invalid_request_error", None, "request_too_large"),
                           status_code=413, headers={"x-should-retry": "false"})
 
@@ -103,13 +105,20 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.upstream = upstream
         app.state.served_model = ServedModel(upstream, settings.model)
         app.state.chat = ChatService(upstream, metrics, detector, control_tokens, settings)
+        prober = None
+        if up.probe_interval_s > 0:
+            prober = asyncio.create_task(probe_forever(app.state, up.probe_interval_s))
         try:
             yield
         finally:
+            if prober is not None:
+                prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await prober
             await upstream.aclose()
 
     app = FastAPI(title="deepguard", version="0.1.0", lifespan=lifespan,
-                  default_response_class=ORJSONResponse, docs_url=None, redoc_url=None)
+                  default_response_class=JSON, docs_url=None, redoc_url=None)
     app.state.metrics = metrics
     for router in (chat.router, models.router, health.router, metrics_route.router,
                    unsupported.router):
@@ -127,16 +136,16 @@ def install_error_handlers(app: FastAPI) -> None:
             request.app.state.metrics.requests.labels(name, request.url.path, str(status)).inc()
 
     @app.exception_handler(APIError)
-    async def api_error(request: Request, exc: APIError) -> ORJSONResponse:
+    async def api_error(request: Request, exc: APIError) -> JSON:
         count(request, exc.status)
-        return ORJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        return JSON(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(UpstreamError)
-    async def upstream_error(request: Request, exc: UpstreamError) -> ORJSONResponse:
+    async def upstream_error(request: Request, exc: UpstreamError) -> JSON:
         return await api_error(request, exc.to_api_error())
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
         if exc.status_code == 404:
             body = error_body(f"unknown path {request.url.path}", "invalid_request_error", None,
                               "unknown_url")
@@ -145,20 +154,20 @@ def install_error_handlers(app: FastAPI) -> None:
                               "invalid_request_error", None, "method_not_allowed")
         else:
             body = error_body(str(exc.detail), "invalid_request_error", None, None)
-        return ORJSONResponse(body, status_code=exc.status_code)
+        return JSON(body, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSON:
         first = exc.errors()[0] if exc.errors() else {}
         param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
         return await api_error(request, APIError(400, first.get("msg", "invalid request"),
                                                  param=param, code="invalid_request"))
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSON:
         request_id = request.scope.get("state", {}).get("request_id")
         log.exception("unhandled error (request %s)", request_id)
         count(request, 500)
-        return ORJSONResponse(error_body("internal error in the proxy; the request id is in the "
+        return JSON(error_body("internal error in the proxy; the request id is in the "
                                          "x-request-id header", "server_error", None,
                                          "internal_error"), status_code=500)

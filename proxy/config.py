@@ -37,6 +37,8 @@ class UpstreamSettings(BaseModel):
     # Longest silence allowed between two bytes of an upstream answer (a hung upstream -> 504).
     read_timeout_s: float = Field(120.0, gt=0)
     max_connections: int = Field(512, gt=0)
+    # How often the background probe refreshes deepguard_upstream_ready (0 = only on /readyz).
+    probe_interval_s: float = Field(10.0, ge=0)
     # Where the served model's tokenizer files are, to read its control tokens. Defaults to the
     # local engine's model when the proxy starts one.
     tokenizer_path: str | None = None

@@ -7,6 +7,10 @@ Policy blocks are 400 with `x-should-retry: false` so the official client does n
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.responses import Response
 
 
 @dataclass
@@ -34,3 +38,12 @@ def error_body(message: str, type: str = "invalid_request_error", param: str | N
 
 def bad_request(message: str, param: str | None = None, code: str = "invalid_request") -> APIError:
     return APIError(400, message, "invalid_request_error", param, code, {"x-should-retry": "false"})
+
+
+class JSON(Response):
+    """A JSON response serialised with orjson (FastAPI deprecated its own ORJSONResponse)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)

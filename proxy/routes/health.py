@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
 
-from proxy.upstream import UpstreamError
+from proxy.errors import JSON
+from proxy.readiness import probe
 
 router = APIRouter()
 
@@ -16,18 +16,8 @@ async def healthz() -> dict:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> ORJSONResponse:
-    state = request.app.state
-    gauge = state.metrics.upstream_ready
-    try:
-        models = await state.upstream.models()
-        name = await state.served_model.resolve()
-    except UpstreamError as exc:
-        gauge.labels(state.served_model.name or "unknown").set(0)
-        return ORJSONResponse({"status": "unavailable", "reason": exc.message}, status_code=503)
-    if not any(m["id"] == name for m in models):
-        gauge.labels(name).set(0)
-        return ORJSONResponse({"status": "unavailable",
-                               "reason": f"the upstream does not serve '{name}'"}, status_code=503)
-    gauge.labels(name).set(1)
-    return ORJSONResponse({"status": "ready", "model": name})
+async def readyz(request: Request) -> JSON:
+    result = await probe(request.app.state)
+    if not result.ready:
+        return JSON({"status": "unavailable", "reason": result.reason}, status_code=503)
+    return JSON({"status": "ready", "model": result.model})

@@ -1,0 +1,48 @@
+"""Is the upstream reachable and serving our model? Used by GET /readyz and by a background
+probe, so `deepguard_upstream_ready` (and the UpstreamDown alert) stays true to the upstream even
+where nothing polls /readyz."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from proxy.upstream import UpstreamError
+
+log = logging.getLogger("deepguard.readiness")
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    model: str | None
+    reason: str | None = None
+
+
+async def probe(state) -> Readiness:
+    """Ask the upstream for its models once and record the answer in the gauge."""
+    gauge = state.metrics.upstream_ready
+    try:
+        models = await state.upstream.models()
+        name = await state.served_model.resolve()
+    except UpstreamError as exc:
+        gauge.labels(state.served_model.name or "unknown").set(0)
+        return Readiness(False, state.served_model.name, exc.message)
+    if not any(m["id"] == name for m in models):
+        gauge.labels(name).set(0)
+        return Readiness(False, name, f"the upstream does not serve '{name}'")
+    gauge.labels(name).set(1)
+    return Readiness(True, name)
+
+
+async def probe_forever(state, interval_s: float) -> None:
+    was_ready: bool | None = None
+    while True:
+        result = await probe(state)
+        if result.ready != was_ready:
+            log.log(logging.INFO if result.ready else logging.WARNING, "upstream %s%s",
+                    "ready" if result.ready else "not ready",
+                    "" if result.ready else f": {result.reason}")
+            was_ready = result.ready
+        await asyncio.sleep(interval_s)
