@@ -103,7 +103,7 @@ def _check_content(content: object, where: str, ctx: PolicyContext) -> str | lis
         if type(kind) is not str:
             raise wrong_type(f"{at}.type", "a string", kind) if kind is not None else missing(f"{at}.type")
         if kind not in allowed_types:
-            raise PolicyViolation(UNSUPPORTED_CONTENT_TYPE, f"Content parts of type "
+            raise PolicyViolation(UNSUPPORTED_CONTENT_TYPE, f"`{at}.type`: content parts of type "
                                   f"{short_repr(kind)} are not accepted here (accepted: "
                                   f"{', '.join(allowed_types)}).", f"{at}.type", "content_type")
         if kind == "text":
@@ -121,6 +121,11 @@ def _check_content(content: object, where: str, ctx: PolicyContext) -> str | lis
         else:
             # Operator-enabled media parts: the template renders a placeholder, not their strings.
             parts.append(part)
+    texts = [p["text"] for p in parts if p.get("type") == "text"]
+    if len(texts) > 1:
+        # A template that loops over parts may print them back to back: a token split across
+        # two parts ("<|im_" + "start|>") would be whole again in the prompt.
+        reject_control_tokens("".join(texts), where, ctx.control_tokens)
     return parts
 
 

@@ -87,8 +87,12 @@ def check_tool_choice(value: object, ctx: PolicyContext) -> str | dict:
             f"call chosen by the client; this server accepts only {', '.join(map(repr, allowed))}.",
             "tool_choice", "forced_tool_choice")
     if kind == "named":
-        function = expect_dict(value.get("function"), "tool_choice.function")
-        reject_control_tokens(expect_str(function.get("name"), "tool_choice.function.name"),
+        if value.get("function") is None:
+            raise missing("tool_choice.function")
+        function = expect_dict(value["function"], "tool_choice.function")
+        if function.get("name") is None:
+            raise missing("tool_choice.function.name")
+        reject_control_tokens(expect_str(function["name"], "tool_choice.function.name"),
                               "tool_choice.function.name", ctx.control_tokens)
         return {"type": "function", "function": {"name": function["name"]}}
     return kind
