@@ -1,0 +1,36 @@
+import json
+
+import pytest
+import torch
+from tiny import make_model, make_tokenizer
+
+from alignment.default_model import DefaultModelUnavailable, apply_adapter, deep_default_model, extract_adapter
+
+
+def test_low_rank_delta_round_trips_exactly(tmp_path):
+    tok = make_tokenizer("chatml")
+    base, trained, rebuilt = make_model(tok, seed=0), make_model(tok, seed=0), make_model(tok, seed=0)
+    name = "model.layers.0.mlp.up_proj.weight"
+    with torch.no_grad():
+        w = trained.state_dict()[name]
+        w.add_(torch.randn(w.shape[0], 2) @ torch.randn(2, w.shape[1]))  # a rank-2 change, like LoRA's
+    extract_adapter(trained, base, tmp_path / "adapter", rank=4, command="test")
+    apply_adapter(rebuilt, tmp_path / "adapter")
+    assert torch.allclose(rebuilt.state_dict()[name], trained.state_dict()[name], atol=1e-5)
+    manifest = json.loads((tmp_path / "adapter" / "manifest.json").read_text())
+    assert manifest["energy_kept"][name] == pytest.approx(1.0) and len(manifest["energy_kept"]) == 1
+
+
+def test_tampered_adapter_is_refused(tmp_path):
+    tok = make_tokenizer("chatml")
+    base, trained = make_model(tok, seed=0), make_model(tok, seed=1)
+    out = extract_adapter(trained, base, tmp_path / "adapter", rank=2)
+    with open(out / "adapter.safetensors", "ab") as handle:
+        handle.write(b"x")
+    with pytest.raises(DefaultModelUnavailable, match="sha256"):
+        apply_adapter(make_model(tok, seed=0), out)
+
+
+def test_missing_artifact_says_so(tmp_path):
+    with pytest.raises(DefaultModelUnavailable, match="not built"):
+        deep_default_model(tmp_path / "nothing", cache=tmp_path / "cache")
