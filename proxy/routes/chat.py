@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from proxy.chat_service import CHAT_ROUTE, COMPLETIONS_ROUTE
 from proxy.errors import APIError
+from proxy.routes.chat_openapi import CHAT_OPENAPI
 from proxy.routes.deps import authenticate, received_at, request_id
 
 router = APIRouter()
@@ -37,7 +38,7 @@ async def _serve(request: Request, route: str) -> Response:
                                    route)
 
 
-@router.post(CHAT_ROUTE)
+@router.post(CHAT_ROUTE, openapi_extra=CHAT_OPENAPI)
 async def chat_completions(request: Request) -> Response:
     return await _serve(request, CHAT_ROUTE)
 
