@@ -29,7 +29,8 @@ TASKS = "../shared/data/self-instruct/user_oriented_instructions.jsonl"
 def commands(size: str, runs: Path, seed: int) -> list[list[str]]:
     s, dg = SIZES[size], ["deepguard"]
     data, res = runs / "data", runs / "results"
-    cases = res / "harmful-cases.jsonl"
+    # `eval prefill` of the shipped model caches the harmful answers here; every model reuses them.
+    shipped_cases = str(res / "prefill-a-shipped-harmful-cases.jsonl")
     steps = [dg + ["data", "build", "--out", str(data), "--n-harmful", str(s["n_harmful"]),
                    "--n-benign", str(s["n_benign"]), "--seed", str(seed)],
              # HarmBench (held out: training uses AdvBench); harmful answers written once by the shipped model.
@@ -44,13 +45,12 @@ def commands(size: str, runs: Path, seed: int) -> list[list[str]]:
     for label, model in models.items():
         common = ["--model", model, "--label", label]
         if label != "a-shipped":
-            steps.append(dg + ["eval", "prefill", *common, "--cases", str(cases.with_name("prefill-a-shipped-harmful-cases.jsonl")),
+            steps.append(dg + ["eval", "prefill", *common, "--cases", shipped_cases,
                                "--out", str(res / f"prefill-{label}.json")])
         steps.append(dg + ["eval", "overrefusal", *common, "--prompts", XSTEST, "--limit", str(s["safe"]),
                            "--out", str(res / f"overrefusal-{label}.json")])
         steps.append(dg + ["eval", "utility", *common, "--tasks", TASKS, "--limit", str(s["tasks"]),
                            "--out", str(res / f"utility-{label}.json")])
-    shipped_cases = str(res / "prefill-a-shipped-harmful-cases.jsonl")
     for label in ("b-shallow", "c-deep"):
         steps.append(dg + ["eval", "kl", "--model", models[label], "--label", label, "--reference", "default",
                            "--cases", shipped_cases, "--out", str(res / f"kl-{label}.json")])
