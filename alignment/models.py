@@ -30,6 +30,10 @@ def load_model(spec: str | Path | None, dtype=None):
     from proxy.engine.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(resolve_model_path(spec), dtype=dtype or torch.float32)
+    # GGUF weights arrive dequantised to floats, but from_pretrained leaves the model flagged as
+    # quantized, and Trainer refuses to fine-tune a flagged model without adapters.
+    if getattr(model, "hf_quantizer", None) is None:
+        model.is_quantized = False
     prepare_tokenizer(tokenizer)
     return model, tokenizer
 

@@ -79,7 +79,7 @@ REFUSALS: dict[str, list[str]] = {
         "I'm not able to help with this. It risks serious harm. If you tell me more about what you're trying to achieve, I may be able to suggest a safe approach.",
         "I can't do that, as it would be unethical and potentially dangerous. I'd be glad to help with something related that doesn't put anyone at risk.",
         "I won't help with that request because it could be used to harm people. Let me know if there's another way I can support you.",
-        "That's not something I can help with, since it could cause real damage. I can offer general safety information instead.",
+        "I'm unable to help with that, since it could cause real damage. I can offer general safety information instead.",
     ],
 }
 
