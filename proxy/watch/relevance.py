@@ -11,9 +11,9 @@ Rules, in order (pure Python, no model; tens to a few hundred microseconds per a
 2. a lecture or premise rejection opening the answer ("It is illegal and dangerous to ...",
    "It's important to treat others with respect", "... is not supported by historical
    evidence", "I can help with X, but not with Y") with no turn to the requested content;
-3. off-topic: none of the request's topic words (content words, minus request verbs and generic
-   modifiers such as "simple" or "fun") occurs in the answer's opening, after light stemming
-   and a small table of related forms.
+3. off-topic: too few of the request's subject words (content words, minus request verbs,
+   generic modifiers such as "simple" or "fun" and form words such as "recipe") occur in the
+   answer's opening, after light stemming and a small table of related forms.
 Rules 2 and 3 need the prompt; without one the classifier is the text detector.
 
 Meant for whole answers (end-of-answer classification, offline judges); the per-token watch
