@@ -38,6 +38,8 @@ from proxy_bench_report import render, write_docs  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 MODEL = "stub-model"
+# Both proxies check this key (the load generator sends it), so both pay for authentication.
+CLIENT_KEY = "sk-bench-0000000000"
 
 
 def start_services(args: argparse.Namespace, log_dir: Path) -> dict[str, Service]:
@@ -51,7 +53,8 @@ def start_services(args: argparse.Namespace, log_dir: Path) -> dict[str, Service
     deepguard = Service("deepguard", [str(Path(sys.executable).parent / "deepguard"), "serve",
                                       "--upstream", upstream.url, "--port", str(dg_port)],
                         dg_port, "/readyz", log_dir,
-                        env={"DEEPGUARD_MODEL": MODEL, "DEEPGUARD_SERVER_LOG_LEVEL": "warning"},
+                        env={"DEEPGUARD_MODEL": MODEL, "DEEPGUARD_SERVER_LOG_LEVEL": "warning",
+                             "DEEPGUARD_AUTH_API_KEYS": f'[{{"key": "{CLIENT_KEY}"}}]'},
                         cwd=ROOT)
     services["deepguard"] = deepguard
     if not args.no_litellm:
@@ -59,7 +62,8 @@ def start_services(args: argparse.Namespace, log_dir: Path) -> dict[str, Service
         ll_port = free_port()
         services["litellm"] = Service("litellm", litellm.command(ll_port), ll_port,
                                       "/health/liveliness", log_dir,
-                                      env=litellm.environment(upstream.url), cwd=log_dir)
+                                      env=litellm.environment(upstream.url, CLIENT_KEY),
+                                      cwd=log_dir)
     deepguard.wait_ready(60)
     if "litellm" in services:
         services["litellm"].wait_ready(180)
@@ -74,14 +78,15 @@ def chat_url(name: str, services: dict[str, Service]) -> str:
 def load(url: str, stream: bool, concurrency: int, requests: int | None = None,
          duration: float | None = None, warmup: float = 0.0) -> dict:
     cmd = [sys.executable, str(BENCH / "proxy_bench_load.py"), "--url", url, "--model", MODEL,
-           "--concurrency", str(concurrency)]
+           "--api-key", CLIENT_KEY, "--concurrency", str(concurrency)]
     cmd += ["--stream"] if stream else []
     cmd += ["--requests", str(requests)] if requests else ["--duration", str(duration),
                                                            "--warmup", str(warmup)]
-    done = subprocess.run(cmd, capture_output=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"load generator failed: {done.stderr.decode()[-2000:]}")
-    return orjson.loads(done.stdout)
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        done = subprocess.run(cmd + ["--out", out.name], capture_output=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"load generator failed: {done.stderr.decode()[-2000:]}")
+        return orjson.loads(Path(out.name).read_bytes())
 
 
 class Recorder:
@@ -94,11 +99,12 @@ class Recorder:
             ) -> None:
         slot = self.data[target].setdefault(phase, {
             "latency_s": [], "ttft_s": [], "per_chunk_s": [], "ok": 0, "errors": {},
-            "wall_s": 0.0, "loadgen_cpu_s": 0.0, "loadgen_wall_s": 0.0, "proxy_cpu_s": 0.0,
+            "completed": 0, "wall_s": 0.0, "loadgen_cpu_s": 0.0, "loadgen_wall_s": 0.0, "proxy_cpu_s": 0.0,
             "upstream_cpu_s": 0.0})
         for key in ("latency_s", "ttft_s", "per_chunk_s"):
             slot[key] += result[key]
         slot["ok"] += result["ok"]
+        slot["completed"] += result["completed"]
         for what, n in result["errors"].items():
             slot["errors"][what] = slot["errors"].get(what, 0) + n
         slot["wall_s"] += result["wall_s"]

@@ -54,8 +54,10 @@ def command(port: int) -> list[str]:
             "--num_workers", "1"]
 
 
-def environment(upstream_url: str) -> dict[str, str]:
+def environment(upstream_url: str, client_key: str) -> dict[str, str]:
     return {
+        # LiteLLM refuses to start without a master key; clients send it like deepguard's key.
+        "LITELLM_MASTER_KEY": client_key,
         "BENCH_UPSTREAM_BASE": upstream_url + "/v1",
         "BENCH_UPSTREAM_KEY": "sk-bench-upstream",
         # Offline machine: use the bundled model-cost map instead of fetching it at start-up.

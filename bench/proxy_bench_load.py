@@ -4,7 +4,7 @@ httpx or the openai client would spend more CPU per request than the proxy under
 2-core machine the load generator competes with it; so each simulated client is an asyncio
 protocol that writes one pre-serialised request and parses the answer with httptools (C). It
 timestamps the first body byte that carries answer text (time to first token), the last byte, and
-counts SSE events, then reports raw samples and its own CPU time as JSON on stdout so the caller can
+counts SSE events, then reports raw samples and its own CPU time as JSON (stdout or --out) so the caller can
 check it was not the bottleneck.
 
 Run: python bench/proxy_bench_load.py --url http://127.0.0.1:8000/v1/chat/completions \
@@ -20,6 +20,7 @@ import re
 import resource
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httptools
@@ -37,12 +38,12 @@ def cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def build_request(url: str, model: str, stream: bool, max_tokens: int) -> bytes:
+def build_request(url: str, model: str, stream: bool, max_tokens: int, api_key: str) -> bytes:
     parts = urlsplit(url)
     body = orjson.dumps({"model": model, "stream": stream, "max_tokens": max_tokens,
                          "messages": [{"role": "user", "content": "Say hello to the benchmark."}]})
     return (f"POST {parts.path} HTTP/1.1\r\nhost: {parts.netloc}\r\n"
-            f"content-type: application/json\r\nauthorization: Bearer sk-bench-0000000000\r\n"
+            f"content-type: application/json\r\nauthorization: Bearer {api_key}\r\n"
             f"content-length: {len(body)}\r\n\r\n").encode() + body
 
 
@@ -112,7 +113,10 @@ class Results:
         self.ttft: list[float] = []
         self.per_chunk: list[float] = []
         self.errors: dict[str, int] = {}
-        self.ok = 0
+        self.ok = 0          # answered 200 inside the measured window
+        self.sent = 0        # every request written, warm-up and drain included
+        self.completed = 0   # every 200 answer, warm-up and drain included
+        self.statuses: dict[str, int] = {}  # every answer's status, warm-up and drain included
 
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
@@ -121,7 +125,7 @@ class Results:
 async def run(args: argparse.Namespace) -> dict:
     parts = urlsplit(args.url)
     host, port = parts.hostname, parts.port or 80
-    request = build_request(args.url, args.model, args.stream, args.max_tokens)
+    request = build_request(args.url, args.model, args.stream, args.max_tokens, args.api_key)
     loop = asyncio.get_running_loop()
     results = Results()
     budget = [args.requests or 0]
@@ -147,6 +151,7 @@ async def run(args: argparse.Namespace) -> dict:
                     results.error(f"connect: {exc.__class__.__name__}")
                     await asyncio.sleep(0.05)
                     continue
+            results.sent += 1
             try:
                 status, latency, ttft, per_chunk = await conn.send(request)
             except (ConnectionError, asyncio.TimeoutError, httptools.HttpParserError) as exc:
@@ -155,6 +160,11 @@ async def run(args: argparse.Namespace) -> dict:
                 conn = None
                 continue
             done_at = time.perf_counter()
+            results.statuses[str(status)] = results.statuses.get(str(status), 0) + 1
+            if status == 200:
+                results.completed += 1
+            elif args.duration and not window_start <= done_at <= window_end:
+                results.error(f"HTTP {status}")  # failures count wherever they happen
             if args.duration and not window_start <= done_at <= window_end:
                 continue  # warm-up or the drain after the window: not measured
             if status != 200:
@@ -174,7 +184,8 @@ async def run(args: argparse.Namespace) -> dict:
     wall = time.perf_counter() - t_begin
     cpu = cpu_seconds() - cpu_before
     measured_wall = args.duration if args.duration else wall
-    return {"ok": results.ok, "errors": results.errors, "wall_s": measured_wall,
+    return {"ok": results.ok, "sent": results.sent, "completed": results.completed,
+            "statuses": results.statuses, "errors": results.errors, "wall_s": measured_wall,
             "total_wall_s": wall, "loadgen_cpu_s": cpu, "latency_s": results.latency,
             "ttft_s": results.ttft, "per_chunk_s": results.per_chunk}
 
@@ -183,12 +194,15 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Load generator for bench/proxy_bench.py.")
     p.add_argument("--url", required=True, help="full chat-completions URL")
     p.add_argument("--model", default="stub-model")
+    p.add_argument("--api-key", default="sk-bench-0000000000", help="sent as a Bearer token")
     p.add_argument("--stream", action="store_true")
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--concurrency", type=int, default=1)
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--requests", type=int, help="send this many requests in total")
     mode.add_argument("--duration", type=float, help="measure this many seconds of steady load")
+    p.add_argument("--out", help="write the JSON report here instead of stdout (large reports "
+                                 "through a pipe were cut short)")
     p.add_argument("--warmup", type=float, default=0.0,
                    help="with --duration: seconds of load before measuring starts")
     a = p.parse_args(argv)
@@ -196,9 +210,12 @@ def main(argv: list[str] | None = None) -> None:
             a.duration is not None and a.duration <= 0):
         p.error("--concurrency, --requests and --duration must be positive")
     report = orjson.dumps(uvloop.run(run(a)))
-    os.set_blocking(sys.stdout.fileno(), True)  # the event loop may have left it non-blocking
-    sys.stdout.buffer.write(report)
-    sys.stdout.buffer.flush()
+    if a.out:
+        Path(a.out).write_bytes(report)
+    else:
+        os.set_blocking(sys.stdout.fileno(), True)  # the event loop may have left it non-blocking
+        sys.stdout.buffer.write(report)
+        sys.stdout.buffer.flush()
 
 
 if __name__ == "__main__":

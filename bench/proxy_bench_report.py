@@ -41,7 +41,7 @@ def summarise(data: dict[str, dict[str, dict]], peak: dict[str, float],
             s[f"rps_c{c}"] = ph["ok"] / ph["wall_s"] if ph["wall_s"] else None
             s[f"lat_c{c}_p50"] = pct(ph["latency_s"], 50)
             s[f"lat_c{c}_p99"] = pct(ph["latency_s"], 99)
-            load_ok += ph["ok"]
+            load_ok += ph["completed"]  # CPU covers warm-up and drain too
             load_cpu += ph["proxy_cpu_s"]
             load_up += ph["upstream_cpu_s"]
         for ph in phases.values():
