@@ -99,7 +99,8 @@ class Recorder:
             ) -> None:
         slot = self.data[target].setdefault(phase, {
             "latency_s": [], "ttft_s": [], "per_chunk_s": [], "ok": 0, "errors": {},
-            "completed": 0, "wall_s": 0.0, "loadgen_cpu_s": 0.0, "loadgen_wall_s": 0.0, "proxy_cpu_s": 0.0,
+            "completed": 0, "wall_s": 0.0, "loadgen_cpu_s": 0.0, "loadgen_wall_s": 0.0,
+            "proxy_cpu_s": 0.0,
             "upstream_cpu_s": 0.0})
         for key in ("latency_s", "ttft_s", "per_chunk_s"):
             slot[key] += result[key]

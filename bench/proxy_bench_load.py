@@ -4,8 +4,8 @@ httpx or the openai client would spend more CPU per request than the proxy under
 2-core machine the load generator competes with it; so each simulated client is an asyncio
 protocol that writes one pre-serialised request and parses the answer with httptools (C). It
 timestamps the first body byte that carries answer text (time to first token), the last byte, and
-counts SSE events, then reports raw samples and its own CPU time as JSON (stdout or --out) so the caller can
-check it was not the bottleneck.
+counts SSE events, then reports raw samples and its own CPU time as JSON (stdout or --out) so the
+caller can check it was not the bottleneck.
 
 Run: python bench/proxy_bench_load.py --url http://127.0.0.1:8000/v1/chat/completions \
         --model stub-model [--stream] --concurrency 64 (--requests N | --duration S)

@@ -67,7 +67,7 @@ def memory_mib(pids: list[int], field: str = "VmHWM") -> float:
 
 
 class Service:
-    """A server process in its own session (so its whole group can be stopped), logging to a file."""
+    """A server process in its own session (so its whole group can be stopped), logged to a file."""
 
     def __init__(self, name: str, cmd: list[str], port: int, ready_path: str, log_dir: Path,
                  env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
