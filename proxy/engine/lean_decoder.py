@@ -110,7 +110,7 @@ class LeanDecoder:
         self._capacity = 0
         self._keys: list[torch.Tensor] = []
         self._values: list[torch.Tensor] = []
-        self._ensure_capacity(initial_capacity)
+        self._ensure_capacity(min(initial_capacity, self.max_positions))
         self.length = 0  # tokens currently in the KV cache
 
     # -- cache and rope tables ---------------------------------------------------------------
