@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from proxy.engine_location import DEEP_DEFAULT_DIR_PREFIX
+
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts" / "deep-smollm2"
 ADAPTER_FILE = "adapter.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -94,7 +96,7 @@ def deep_default_model(adapter_dir: str | Path = ARTIFACT_DIR, cache: str | Path
     if not manifest_path.is_file():
         raise DefaultModelUnavailable(f"the deep default adapter is not built yet ({manifest_path} missing)")
     digest = json.loads(manifest_path.read_text(encoding="utf-8"))["sha256"]
-    target = Path(cache or cache_root()) / f"deep-smollm2-{digest[:12]}"
+    target = Path(cache or cache_root()) / f"{DEEP_DEFAULT_DIR_PREFIX}{digest[:12]}"
     if (target / "config.json").is_file():
         return target
     model, tokenizer = load_model("default")

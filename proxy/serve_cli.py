@@ -51,10 +51,11 @@ class EngineProcess:
     def __init__(self, model: str | None, startup_timeout_s: float) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        from proxy.engine_location import served_name_for
         cmd = [sys.executable, "-m", "proxy.engine", "--host", "127.0.0.1", "--port",
                str(self.port)]
         if model:
-            cmd += ["--model", model]
+            cmd += ["--model", model, "--served-model-name", served_name_for(model)]
         self.proc = subprocess.Popen(cmd)
         self.timeout = startup_timeout_s
 
@@ -113,8 +114,11 @@ def run(args: argparse.Namespace) -> int:
 
     engine = None
     if not settings.upstream.url:
-        from proxy.engine_location import resolve_model
-        model = resolve_model(settings.engine.model)
+        from proxy.engine_location import ModelNotFoundError, resolve_model
+        try:
+            model = resolve_model(settings.engine.model)
+        except ModelNotFoundError as exc:
+            raise SystemExit(f"deepguard: {exc}") from None
         engine = EngineProcess(str(model), settings.engine.startup_timeout_s)
         settings.upstream.url = engine.url
         if settings.upstream.tokenizer_path is None:

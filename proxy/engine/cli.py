@@ -40,12 +40,12 @@ def register(subparsers) -> None:
 
 
 def run_engine(args: argparse.Namespace) -> int:
-    from proxy.engine.loading import ModelNotFoundError, default_model_path, served_name_for
+    from proxy.engine_location import ModelNotFoundError, resolve_model, served_name_for
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     try:
-        model_path = args.model or default_model_path()
+        model_path = resolve_model(args.model)
     except ModelNotFoundError as exc:
         print(f"deepguard engine: {exc}", file=sys.stderr)
         return 2

@@ -95,8 +95,10 @@ def build_app(state: StubState) -> Starlette:
         if fault == "status":
             return Response(script.get("body", ""), status_code=script.get("status", 500),
                             media_type=script.get("media_type", "application/json"))
-        if fault == "hang":
-            await asyncio.sleep(3600)
+        if fault == "hang":  # never answer, but notice when the caller gives up
+            while not await request.is_disconnected():
+                await asyncio.sleep(0.1)
+            return Response(status_code=499)
         pieces: list[str] = script["pieces"]
         ids = script.get("token_ids") or [[1000 + i] for i in range(len(pieces))]
         finish = script.get("finish_reason", "stop")
