@@ -1,9 +1,11 @@
 """The one client for the OpenAI/vLLM HTTP protocol.
 
-One pooled `httpx.AsyncClient` for the app's life. Every failure becomes an `UpstreamError` that
-knows its metric `kind` and the OpenAI error the client should see, so routes never handle httpx
-exceptions. Streams are closed as soon as the consumer stops iterating (client disconnect), which
-closes the upstream connection and makes vLLM abort the request.
+The hot call (the streamed POST every chat request makes) goes through `proxy.http1`, a lean
+keep-alive HTTP/1.1 client; the cold one (the model list) through a pooled `httpx.AsyncClient`.
+Every failure becomes an `UpstreamError` that knows its metric `kind` and the OpenAI error the
+client should see, so routes never handle transport exceptions. Streams are closed as soon as the
+consumer stops iterating (client disconnect), which closes the upstream connection and makes vLLM
+abort the request.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from typing import Any
 import httpx
 import orjson
 
+from proxy import http1
 from proxy.errors import APIError
+
+# Enough of an upstream error body to report; the rest is not read.
+ERROR_BODY_LIMIT = 64 * 1024
+# An SSE event larger than this is not a chat chunk (the first one carries the whole prompt).
+MAX_EVENT_BYTES = 64 * 1024 * 1024
 
 
 class UpstreamError(Exception):
@@ -67,6 +75,59 @@ class SSEParser:
         return self.feed_line("")
 
 
+class SSESplitter:
+    """Incremental SSE parser on bytes: feed body pieces, get each complete event's data.
+
+    The fast path splits on blank lines and takes a lone `data: ` line as is, with no decoding;
+    anything else (comments, other fields, multi-line data) goes the spec's slow way. CRLF and
+    lone CR line ends are normalised first, also when a CRLF is split across two pieces.
+    """
+
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._buf = b""
+        self._cr_pending = False
+        self._max = max_event_bytes
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self._cr_pending or b"\r" in data:
+            data = self._normalise(data)
+        buf = self._buf + data if self._buf else data
+        if b"\n\n" not in buf:
+            if len(buf) > self._max:
+                raise ValueError("an event is larger than the limit")
+            self._buf = buf
+            return []
+        blocks = buf.split(b"\n\n")
+        self._buf = blocks.pop()
+        out = []
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:
+                out.append(block[6:])
+            elif block:
+                event = _event_data(block)
+                if event is not None:
+                    out.append(event)
+        return out
+
+    def _normalise(self, data: bytes) -> bytes:
+        if self._cr_pending and data[:1] == b"\n":
+            data = data[1:]  # the LF of a CRLF whose CR ended the last piece
+        self._cr_pending = data[-1:] == b"\r"
+        return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def _event_data(block: bytes) -> bytes | None:
+    """The data of one event's lines (no blank line inside), or None when it has none."""
+    data = []
+    for line in block.split(b"\n"):
+        if not line or line[:1] == b":":
+            continue
+        field, _, value = line.partition(b":")
+        if field == b"data":
+            data.append(value[1:] if value[:1] == b" " else value)
+    return b"\n".join(data) if data else None
+
+
 def normalise_error_body(status: int, raw: bytes) -> tuple[str, str | None, str | None]:
     """(message, param, code) from any upstream error body: OpenAI's, vLLM's (int code),
     vLLM's `{"error": "Unauthorized"}`, or plain text."""
@@ -110,18 +171,48 @@ def error_for_status(status: int, raw: bytes) -> UpstreamError:
 
 def _transport_error(exc: httpx.HTTPError) -> UpstreamError:
     if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError | httpx.PoolTimeout):
-        return UpstreamError("connect", 503, "the model server is unreachable; retry shortly",
-                             "upstream_unavailable", {"retry-after": "1"})
+        return _connect_error()
     if isinstance(exc, httpx.TimeoutException):
-        return UpstreamError("timeout", 504, "the model server did not answer in time",
-                             "upstream_timeout")
+        return _timeout_error()
+    return _protocol_error()
+
+
+def _protocol_error() -> UpstreamError:
     return UpstreamError("protocol", 502, "the connection to the model server failed",
                          "upstream_connection_failed")
+
+
+def _connect_error() -> UpstreamError:
+    return UpstreamError("connect", 503, "the model server is unreachable; retry shortly",
+                         "upstream_unavailable", {"retry-after": "1"})
+
+
+def _timeout_error() -> UpstreamError:
+    return UpstreamError("timeout", 504, "the model server did not answer in time",
+                         "upstream_timeout")
+
+
+def _http1_error(exc: Exception) -> UpstreamError:
+    if isinstance(exc, http1.ConnectFailed):
+        return _connect_error()
+    if isinstance(exc, http1.ReadTimeout):
+        return _timeout_error()
+    return _protocol_error()
+
+
+def _malformed_event() -> UpstreamError:
+    return UpstreamError("malformed", 502, "the model server sent a malformed event",
+                         "upstream_malformed_response")
+
+
+HTTP1_ERRORS = (http1.ConnectFailed, http1.ReadTimeout, http1.ProtocolFailure)
 
 
 class Upstream:
     def __init__(self, base_url: str, api_key: str | None = None, connect_timeout_s: float = 5.0,
                  read_timeout_s: float = 120.0, max_connections: int = 512) -> None:
+        if api_key is not None and any(c in api_key for c in "\r\n\0"):
+            raise ValueError("upstream.api_key must not contain line breaks or NUL")
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
         self.client = httpx.AsyncClient(
@@ -130,8 +221,16 @@ class Upstream:
                                   pool=connect_timeout_s),
             limits=httpx.Limits(max_connections=max_connections,
                                 max_keepalive_connections=max_connections))
+        self.pool = http1.Pool(self.base_url, connect_timeout_s, read_timeout_s, max_connections)
+        # Every header of the streamed POST but the per-request ones, built once.
+        self._static_headers = (f"host: {self.pool.host_header}\r\n"
+                                "content-type: application/json\r\naccept: */*\r\n"
+                                "user-agent: deepguard\r\n"
+                                + (f"authorization: Bearer {api_key}\r\n" if api_key else "")
+                                ).encode("latin-1")
 
     async def aclose(self) -> None:
+        self.pool.close()
         await self.client.aclose()
 
     async def models(self) -> list[dict]:
@@ -148,6 +247,16 @@ class Upstream:
             raise UpstreamError("malformed", 502, "the model server sent a malformed model list",
                                 "upstream_malformed_response") from None
 
+    def _request(self, path: str, request_id: str, payload: bytes) -> bytes:
+        if any(c in request_id for c in "\r\n\0"):
+            raise ValueError("request id must not contain line breaks or NUL")
+        return b"".join((
+            f"POST {self.pool.path_prefix}{path} HTTP/1.1\r\n".encode("latin-1"),
+            self._static_headers,
+            f"x-request-id: {request_id}\r\ncontent-length: {len(payload)}\r\n\r\n"
+            .encode("latin-1"),
+            payload))
+
     @asynccontextmanager
     async def stream_chat(self, body: dict[str, Any], request_id: str,
                           path: str = "/v1/chat/completions"
@@ -155,48 +264,51 @@ class Upstream:
         """POST a streaming (chat) completion; yields an iterator of parsed chunks.
 
         Leaving the `async with` (normally, by error, or by cancellation when our client went away)
-        closes the upstream response at once.
+        closes the upstream connection at once unless the answer was read to its end.
         """
-        request = self.client.build_request(
-            "POST", path, content=orjson.dumps(body),
-            headers={"content-type": "application/json", "x-request-id": request_id})
+        request = self._request(path, request_id, orjson.dumps(body))
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
+            response = await self.pool.request(request)
+        except HTTP1_ERRORS as exc:
+            raise _http1_error(exc) from None
         try:
-            if response.status_code != 200:
-                raw = await response.aread()
-                raise error_for_status(response.status_code, raw)
+            if response.status != 200:
+                try:
+                    raw = await response.read_all(ERROR_BODY_LIMIT)
+                except HTTP1_ERRORS as exc:
+                    raise _http1_error(exc) from None
+                raise error_for_status(response.status, raw)
             yield self._chunks(response)
         finally:
-            await response.aclose()
+            response.close()
 
     @staticmethod
-    async def _chunks(response: httpx.Response) -> AsyncIterator[dict]:
-        parser = SSEParser()
+    async def _chunks(response: http1.Response) -> AsyncIterator[dict]:
+        splitter = SSESplitter()
         try:
-            async for line in response.aiter_lines():
-                data = parser.feed_line(line)
-                if data is None:
-                    continue
-                if data == "[DONE]":
-                    return
+            while (piece := await response.read_body()) is not None:
                 try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamError("malformed", 502, "the model server sent a malformed event",
-                                        "upstream_malformed_response") from None
-                if not isinstance(chunk, dict):
-                    raise UpstreamError("malformed", 502, "the model server sent a malformed event",
-                                        "upstream_malformed_response")
-                if "error" in chunk:
-                    message, _, _ = normalise_error_body(500, orjson.dumps(chunk))
-                    raise UpstreamError("stream_error", 502, f"upstream error: {message}",
-                                        "upstream_error")
-                yield chunk
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
+                    events = splitter.feed(piece)
+                except ValueError:
+                    raise _malformed_event() from None
+                for data in events:
+                    if data == b"[DONE]":
+                        # Reuse the connection once the (already ended) response is read.
+                        response.release_when_complete()
+                        return
+                    try:
+                        chunk = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        raise _malformed_event() from None
+                    if not isinstance(chunk, dict):
+                        raise _malformed_event()
+                    if "error" in chunk:
+                        message, _, _ = normalise_error_body(500, data)
+                        raise UpstreamError("stream_error", 502, f"upstream error: {message}",
+                                            "upstream_error")
+                    yield chunk
+        except HTTP1_ERRORS as exc:
+            raise _http1_error(exc) from None
         # The stream ended without [DONE]: the upstream died or cut the connection.
         raise UpstreamError("incomplete_stream", 502, "the model server closed the stream early",
                             "upstream_stream_incomplete")
