@@ -138,31 +138,35 @@ class Answer:
         self.first_content_at: float | None = None
 
     # -- upstream -------------------------------------------------------------------------------
-    async def _client_chunks(self) -> AsyncIterator[dict]:
-        """Client chunks in order; raises APIError for upstream failures and prompt mismatches."""
+    async def _client_batches(self) -> AsyncIterator[list[dict]]:
+        """Client chunks in order, grouped as their upstream chunks arrived together (one write
+        to the client per group); raises APIError for upstream failures and prompt mismatches."""
         try:
             async with self.s.upstream.stream_chat(self.upstream_body, self.request_id,
-                                                   self.route) as chunks:
+                                                   self.route, batched=True) as batches:
                 while True:
                     self.clock.pause()
                     try:
-                        chunk = await anext(chunks)
+                        batch = await anext(batches)
                     except StopAsyncIteration:
                         self.clock.resume()
                         break
                     self.clock.resume()
+                    out: list[dict] = []
                     try:
-                        out = self.relay.on_chunk(chunk)
+                        for chunk in batch:
+                            out += self.relay.on_chunk(chunk)
                     except PolicyViolation as v:
                         # Caught in the first chunk, before any content reached the client.
                         self.s.metrics.policy_rejections.labels(self.model, v.vector).inc()
                         log.warning("rendered prompt rejected: %s (request %s)", v.code,
                                     self.request_id)
                         raise v.as_api_error() from None
-                    for c in out:
-                        yield c
-            for c in self.relay.finish():
-                yield c
+                    if out:
+                        yield out
+            out = self.relay.finish()
+            if out:
+                yield out
         except UpstreamError as exc:
             self.s.metrics.upstream_errors.labels(self.model, exc.kind).inc()
             raise exc.to_api_error() from None
@@ -188,7 +192,7 @@ class Answer:
     # -- non-streamed client ----------------------------------------------------------------
     async def json_response(self, receive: Receive) -> Response:
         async def collect() -> list[dict]:
-            return [c async for c in self._client_chunks()]
+            return [c async for batch in self._client_batches() for c in batch]
 
         try:
             chunks = await cancel_on_disconnect(receive, collect())
@@ -205,50 +209,51 @@ class Answer:
 
     # -- streamed client ----------------------------------------------------------------------
     async def streaming_response(self, receive: Receive) -> StreamingResponse:
-        chunks = self._client_chunks()
+        batches = self._client_batches()
         # Read up to the first chunk that carries content before answering, so that upstream
         # errors and prompt mismatches still get a real HTTP status, and the suppression header
         # is set when the hold-back window already decided it.
         primed: list[dict] = []
 
         async def prime() -> None:
-            async for c in chunks:
-                primed.append(c)
-                if carries_content(c) or any(ch.get("finish_reason") for ch in c["choices"]):
+            async for batch in batches:
+                primed.extend(batch)
+                if any(carries_content(c) or any(ch.get("finish_reason") for ch in c["choices"])
+                       for c in batch):
                     return
 
         try:
             await cancel_on_disconnect(receive, prime())
         except APIError as err:
-            await chunks.aclose()
+            await batches.aclose()
             self.done(err.status)
             raise
         except ClientGone:
-            await chunks.aclose()
+            await batches.aclose()
             raise
-        return StreamingResponse(self._events(primed, chunks), media_type="text/event-stream",
+        return StreamingResponse(self._events(primed, batches), media_type="text/event-stream",
                                  headers=self._headers() | {"cache-control": "no-cache"})
 
-    async def _events(self, primed: list[dict], rest: AsyncIterator[dict]) -> AsyncIterator[bytes]:
+    async def _events(self, primed: list[dict], rest: AsyncIterator[list[dict]]
+                      ) -> AsyncIterator[bytes]:
         status = 200
         try:
-            for c in primed:
-                self._mark_first_content(c)
-                yield self._wire(c)
+            if primed:
+                yield self._wire(primed)
             self.clock.pause()
-            async for c in rest:
+            async for batch in rest:
                 self.clock.resume()
-                self._mark_first_content(c)
-                data = self._wire(c)
+                data = self._wire(batch)
                 self.clock.pause()
                 yield data
             self.clock.resume()
+            tail = b"data: [DONE]\n\n"
             if self.client_usage and self.relay.usage is not None:
-                yield sse({"id": primed[0]["id"] if primed else None,
-                           "object": primed[0]["object"] if primed else "chat.completion.chunk",
-                           "created": primed[0]["created"] if primed else None,
-                           "model": self.model, "choices": [], "usage": self.relay.usage})
-            yield b"data: [DONE]\n\n"
+                tail = sse({"id": primed[0]["id"] if primed else None,
+                            "object": primed[0]["object"] if primed else "chat.completion.chunk",
+                            "created": primed[0]["created"] if primed else None,
+                            "model": self.model, "choices": [], "usage": self.relay.usage}) + tail
+            yield tail
         except APIError as err:
             # Headers are gone: tell the client in-band, and end without [DONE] (the official
             # client raises on an error event).
@@ -261,8 +266,12 @@ class Answer:
             await rest.aclose()
             self.done(status)
 
-    def _wire(self, chunk: dict) -> bytes:
-        return sse(chunk)
+    def _wire(self, chunks: list[dict]) -> bytes:
+        """The SSE bytes of some client chunks, sent in one write."""
+        if self.first_content_at is None:
+            for c in chunks:
+                self._mark_first_content(c)
+        return b"data: " + b"\n\ndata: ".join(map(orjson.dumps, chunks)) + b"\n\n"
 
 
 async def cancel_on_disconnect(receive: Receive, work: Awaitable) -> Any:

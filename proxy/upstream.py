@@ -259,9 +259,11 @@ class Upstream:
 
     @asynccontextmanager
     async def stream_chat(self, body: dict[str, Any], request_id: str,
-                          path: str = "/v1/chat/completions"
-                          ) -> AsyncIterator[AsyncIterator[dict]]:
-        """POST a streaming (chat) completion; yields an iterator of parsed chunks.
+                          path: str = "/v1/chat/completions", batched: bool = False
+                          ) -> AsyncIterator[AsyncIterator[dict] | AsyncIterator[list[dict]]]:
+        """POST a streaming (chat) completion; yields an iterator of parsed chunks, or with
+        `batched` of lists of chunks: all those that arrived together (so the caller can send
+        them to its client in one write instead of one per chunk).
 
         Leaving the `async with` (normally, by error, or by cancellation when our client went away)
         closes the upstream connection at once unless the answer was read to its end.
@@ -278,12 +280,13 @@ class Upstream:
                 except HTTP1_ERRORS as exc:
                     raise _http1_error(exc) from None
                 raise error_for_status(response.status, raw)
-            yield self._chunks(response)
+            batches = self._batches(response)
+            yield batches if batched else _flatten(batches)
         finally:
             response.close()
 
     @staticmethod
-    async def _chunks(response: http1.Response) -> AsyncIterator[dict]:
+    async def _batches(response: http1.Response) -> AsyncIterator[list[dict]]:
         splitter = SSESplitter()
         try:
             while (piece := await response.read_body()) is not None:
@@ -291,24 +294,48 @@ class Upstream:
                     events = splitter.feed(piece)
                 except ValueError:
                     raise _malformed_event() from None
+                batch: list[dict] = []
+                failure: UpstreamError | None = None
                 for data in events:
                     if data == b"[DONE]":
                         # Reuse the connection once the (already ended) response is read.
                         response.release_when_complete()
+                        if batch:
+                            yield batch
                         return
-                    try:
-                        chunk = orjson.loads(data)
-                    except orjson.JSONDecodeError:
-                        raise _malformed_event() from None
-                    if not isinstance(chunk, dict):
-                        raise _malformed_event()
-                    if "error" in chunk:
-                        message, _, _ = normalise_error_body(500, data)
-                        raise UpstreamError("stream_error", 502, f"upstream error: {message}",
-                                            "upstream_error")
-                    yield chunk
+                    chunk = _parse_event(data)
+                    if isinstance(chunk, UpstreamError):
+                        failure = chunk
+                        break
+                    batch.append(chunk)
+                if batch:  # the good chunks before a failure still go out first
+                    yield batch
+                if failure is not None:
+                    raise failure
         except HTTP1_ERRORS as exc:
             raise _http1_error(exc) from None
         # The stream ended without [DONE]: the upstream died or cut the connection.
         raise UpstreamError("incomplete_stream", 502, "the model server closed the stream early",
                             "upstream_stream_incomplete")
+
+
+def _parse_event(data: bytes) -> dict | UpstreamError:
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _malformed_event()
+    if not isinstance(chunk, dict):
+        return _malformed_event()
+    if "error" in chunk:
+        message, _, _ = normalise_error_body(500, data)
+        return UpstreamError("stream_error", 502, f"upstream error: {message}", "upstream_error")
+    return chunk
+
+
+async def _flatten(batches: AsyncIterator[list[dict]]) -> AsyncIterator[dict]:
+    try:
+        async for batch in batches:
+            for chunk in batch:
+                yield chunk
+    finally:
+        await batches.aclose()
