@@ -105,6 +105,9 @@ def deep_default_model(adapter_dir: str | Path = ARTIFACT_DIR, cache: str | Path
     target = Path(cache or cache_root()) / f"{DEEP_DEFAULT_DIR_PREFIX}{digest[:12]}"
     if (target / "config.json").is_file():
         return target
+    import sys
+    print(f"deepguard: building the deep default model once: packaged SmolLM2 + adapter "
+          f"{digest[:12]} -> {target}", file=sys.stderr, flush=True)
     model, tokenizer = load_model("default")
     apply_adapter(model, adapter_dir)
     card = (adapter_dir / "MODEL_CARD.md").read_text(encoding="utf-8") if (adapter_dir / "MODEL_CARD.md").is_file() \
@@ -113,3 +116,32 @@ def deep_default_model(adapter_dir: str | Path = ARTIFACT_DIR, cache: str | Path
     export_model(model, tokenizer, partial, card, {"adapter_sha256": digest})
     partial.rename(target)  # atomic: a crash never leaves a half-written default behind
     return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m alignment.default_model TRAINED_DIR --rank R`: write the committed adapter from a
+    model trained by the project's pipeline (see `make default-model`), then build the merged
+    default once to check it loads."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("trained", help="model directory written by `deepguard train`")
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--out", default=str(ARTIFACT_DIR))
+    parser.add_argument("--command", default="make default-model",
+                        help="how the trained model was produced, recorded in the manifest")
+    args = parser.parse_args(argv)
+    from alignment.models import load_model
+
+    trained, _ = load_model(args.trained)
+    base, _ = load_model("default")
+    out = extract_adapter(trained, base, args.out, rank=args.rank, command=args.command)
+    size = (out / ADAPTER_FILE).stat().st_size
+    print(f"adapter written to {out} ({size / 2**20:.1f} MiB, rank {args.rank})")
+    if Path(args.out).resolve() == ARTIFACT_DIR.resolve():
+        print(f"merged deep default: {deep_default_model()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

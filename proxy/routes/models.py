@@ -6,6 +6,7 @@ import time
 
 from fastapi import APIRouter, Request
 
+from proxy.errors import APIError
 from proxy.routes.deps import authenticate
 
 router = APIRouter()
@@ -25,7 +26,6 @@ async def get_model(model_id: str, request: Request) -> dict:
     authenticate(request)
     name = await request.app.state.served_model.resolve()
     if model_id != name:
-        from proxy.errors import APIError
         raise APIError(404, f"the model '{model_id}' does not exist; this server serves '{name}'",
                        param="model", code="model_not_found")
     return {"id": name, "object": "model", "created": STARTED, "owned_by": "deepguard"}
