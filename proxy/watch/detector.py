@@ -25,6 +25,10 @@ SETTLE_CHARS = 5
 _LEADING_LATIN_LETTER = re.compile(r"(?:\(\?:|\()*[a-z]")
 # Escapes such as \S or \W, which may be upper case in a lower-case pattern.
 _ESCAPE = re.compile(r"\\.")
+# A small model often glues a new sentence to the last word ("...safe projectsI can't help").
+# Lower-cased, that leaves no word boundary before "i can't"; blanking the glued lower-case
+# letter restores one without changing any offset.
+_GLUED = re.compile(r"[a-z](?=[A-Z])")
 
 
 @runtime_checkable
@@ -108,7 +112,7 @@ class RefusalScanner:
 
     __slots__ = ("_pattern", "_lookback", "_keywords", "_keyword_width", "_last_keyword",
                  "_buf", "_base", "_length", "_search_from", "_state", "_state_at", "onset",
-                 "closed")
+                 "closed", "_ends_lower")
 
     def __init__(self, pattern: re.Pattern[str], lookback: int,
                  keywords: re.Pattern[str] | None = None, keyword_width: int = 0) -> None:
@@ -125,6 +129,7 @@ class RefusalScanner:
         self._state_at = 0
         self.onset: int | None = None
         self.closed = False
+        self._ends_lower = False       # the last character fed was a lower-case ASCII letter
 
     def feed(self, piece: str) -> int | None:
         """Add the next piece; return the onset (offset in the whole text) once it is known."""
@@ -134,7 +139,10 @@ class RefusalScanner:
             self._length += len(piece)
             return self.onset
         previous = self._length
-        self._buf += lower_same_length(piece)
+        if self._ends_lower and piece[0].isupper() and self._buf:
+            self._buf = self._buf[:-1] + " "     # glued across pieces: "projects" + "I can't"
+        self._ends_lower = "a" <= piece[-1] <= "z"
+        self._buf += lower_same_length(_GLUED.sub(" ", piece))
         self._length += len(piece)
         # A match not yet judged ends after `previous` minus the settle margin, so it starts at
         # most `lookback` characters before that, and it contains a keyword from there on.

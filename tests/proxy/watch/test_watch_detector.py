@@ -173,3 +173,15 @@ def test_upper_case_pattern_is_rejected_but_upper_escapes_are_fine():
 def test_onset_offsets_survive_characters_that_lower_case_to_two():
     text = "İstanbul İİ. I'm sorry, but I can't help with that."
     assert DETECTOR.find_onset(text) == text.index("I'm")
+
+
+def test_a_refusal_glued_to_the_previous_word_is_found_whole_and_incrementally():
+    # Small models glue sentences ("...projectsI can't"); offsets must still point at the "I".
+    detector = RefusalDetector.default()
+    text = "1. SaranovaI can't help with that, because it could cause harm."
+    assert detector.find_onset(text) == text.index("I can't")
+    scanner = detector.scanner()
+    for piece in ["1. Saranova", "I", " can", "'t", " help", " with", " that", ", because it"]:
+        scanner.feed(piece)
+    assert scanner.close() == text.index("I can't")
+    assert detector.find_onset("JavaScript can help you with that") is None
