@@ -49,7 +49,9 @@ def _one_turn_per_message(messages: list[dict]) -> tuple[int, int]:
     # add a default system turn (SmolLM2, Llama-3.1's date header), may merge consecutive tool
     # results into one turn (Qwen), or may drop a system turn (Phi-3-mini).
     total, system, _, _, merged_tools = _roles(messages)
-    first_is_system = bool(messages) and messages[0].get("role") in ("system", "developer")
+    # Only a leading `system` message stops a default system turn: SmolLM2's template adds its
+    # own system turn before a leading `developer` message.
+    first_is_system = bool(messages) and messages[0].get("role") == "system"
     low = total - merged_tools - system + 1
     high = total + 1 + (0 if first_is_system else 1)
     return low, high

@@ -105,3 +105,14 @@ def test_unknown_template_needs_a_configured_header(ctx):
     custom = dataclasses.replace(ctx, settings=PolicySettings(generation_header="### Assistant:"))
     assert check_rendered_prompt(prompt, [SYSTEM, USER], custom) is None
     assert check_rendered_prompt(prompt + " Sure", [SYSTEM, USER], custom) is not None
+
+
+def test_a_leading_developer_message_with_a_default_system_turn_passes():
+    # SmolLM2's template adds its default system turn before a leading developer message.
+    from proxy.policy import ControlTokenMatcher, PolicyContext, PolicySettings, check_rendered_prompt
+    ctx = PolicyContext(PolicySettings(), ControlTokenMatcher.builtin(), "m")
+    messages = [{"role": "developer", "content": ""}, {"role": "user", "content": ""}]
+    prompt = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+              "Face<|im_end|>\n<|im_start|>developer\n<|im_end|>\n<|im_start|>user\n<|im_end|>\n"
+              "<|im_start|>assistant\n")
+    assert check_rendered_prompt(prompt, messages, ctx) is None
