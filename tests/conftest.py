@@ -1,6 +1,7 @@
 """Shared fixtures: real servers as processes on loopback.
 
-- `engine_server` (session): `deepguard engine` on the default model. `.url`.
+- `engine_server` (session): `deepguard engine` on the packaged SmolLM2 GGUF as shipped (the
+  engine's protocol tests need a model that answers at length). `.url`.
 - `stub_upstream` (session): tests/support/stub_upstream.py, a scripted upstream speaking the vLLM
   protocol. `.url`, `.script(name, pieces=[...], token_ids=None, finish_reason="stop",
   prompt_text=None, delay_s=0, fault=None, status=None, body=None)` -> the user message that
@@ -40,8 +41,11 @@ def log_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def engine_server(log_dir):
+    from proxy.engine_location import packaged_base_model
+
     port = free_port()
-    server = start(deepguard_cmd() + ["engine", "--port", str(port)], port, "/health", log_dir,
+    server = start(deepguard_cmd() + ["engine", "--port", str(port), "--model",
+                                      str(packaged_base_model())], port, "/health", log_dir,
                    "engine", timeout=ENGINE_START_TIMEOUT)
     yield server
     server.stop()
