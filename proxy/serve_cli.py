@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import os
+import signal
 import socket
 import subprocess
 import sys
@@ -111,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
     if not settings.auth.api_keys and not is_loopback(settings.server.host):
         raise SystemExit("deepguard: refusing to listen on a non-loopback address without API "
                          "keys; set DEEPGUARD_AUTH_API_KEYS or bind to 127.0.0.1")
+
+    # uvicorn restores the previous SIGTERM handler after its graceful shutdown and raises the
+    # signal again; with the default handler the process would die before `finally` stops the
+    # engine child. This handler turns that second SIGTERM into a normal exit.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     engine = None
     if not settings.upstream.url:

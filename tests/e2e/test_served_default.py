@@ -7,6 +7,9 @@ through the official client, and the watch counts both.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from proxy.watch import RefusalDetector
@@ -45,3 +48,21 @@ def test_harmful_request_is_refused_and_benign_one_answered(served_default):
                                  model_name="deepguard-smollm2", outcome="refused") == 1.0
     assert served_default.metric("deepguard_refusal_outcomes_total",
                                  model_name="deepguard-smollm2", outcome="answered") == 1.0
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def test_stopping_the_proxy_stops_its_engine(log_dir):
+    port = free_port()
+    server = start(deepguard_cmd() + ["serve", "--port", str(port)], port, "/readyz", log_dir,
+                   "serve-stop", timeout=900)
+    engines = _children(server.proc.pid)
+    assert engines, "deepguard serve started no engine child"
+    server.stop()                                      # SIGTERM, as a supervisor sends it
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in engines) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in engines), "the engine outlived the proxy"
