@@ -111,8 +111,10 @@ def test_closing_a_stream_cancels_generation(engine_server, model_id):
     stream_client = openai.OpenAI(base_url=engine_server.url + "/v1", api_key="unused",
                                   max_retries=0)
     stream = stream_client.chat.completions.create(
-        model=model_id, max_tokens=4000, stream=True,
-        messages=[{"role": "user", "content": "Count from 1 to 5000, one number per line."}])
+        model=model_id, max_tokens=4000, stream=True, temperature=0,
+        extra_body={"continue_final_message": True, "add_generation_prompt": False},
+        messages=[{"role": "user", "content": "Count from 1 to 5000, one number per line."},
+                  {"role": "assistant", "content": "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n"}])
     for seen, _ in enumerate(stream):
         if seen == 4:
             break
@@ -131,8 +133,12 @@ def test_closing_a_stream_cancels_generation(engine_server, model_id):
 def test_abandoned_non_streamed_request_is_cancelled(engine_server, model_id):
     name = "deepguard_engine_requests_total"
     before = metric(engine_server, name, outcome="cancelled")
-    body = {"model": model_id, "max_tokens": 4000,
-            "messages": [{"role": "user", "content": "Count from 1 to 5000, one number per line."}]}
+    # Greedy and prefilled with a long count, so the answer is long every time (a sampled answer
+    # sometimes ended within the client's timeout and nothing was left to cancel).
+    body = {"model": model_id, "max_tokens": 4000, "temperature": 0,
+            "continue_final_message": True, "add_generation_prompt": False,
+            "messages": [{"role": "user", "content": "Count from 1 to 5000, one number per line."},
+                         {"role": "assistant", "content": "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n"}]}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(engine_server.url + "/v1/chat/completions", json=body, timeout=1.0)
     deadline = time.monotonic() + 20
