@@ -35,21 +35,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-SMOL_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
-
-
-def render_chatml(messages: list[dict]) -> str:
-    """Render like SmolLM2's ChatML template (default system turn, generation header at the end)."""
-    parts = []
-    if not messages or messages[0].get("role") != "system":
-        parts.append(f"<|im_start|>system\n{SMOL_SYSTEM}<|im_end|>\n")
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, list):
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        parts.append(f"<|im_start|>{m.get('role')}\n{content or ''}<|im_end|>\n")
-    parts.append("<|im_start|>assistant\n")
-    return "".join(parts)
+# One rendering of SmolLM2's ChatML for both stand-ins (this stub and the benchmark's fast one).
+from bench.proxy_bench_upstream import render_chatml  # noqa: E402
 
 
 class StubState:
