@@ -13,6 +13,11 @@ Measured: non-streamed latency at concurrency 1 (p50/p95/p99), time to first tok
 streamed chunk at concurrency 1, streamed requests/s and latency at 64 and 256 concurrent streams,
 the proxy's CPU time per request, its peak resident memory, and the load generator's own CPU.
 
+The concurrent phases run twice: against the instant upstream (every proxy is CPU-bound there, so
+those rows are its ceiling) and against a paced one whose chunks leave `--token-interval-ms`
+apart like a model server's decode steps (how a proxy runs in production). Each proxy has a second
+instance for the paced port, so the two never share a process.
+
 Run: .venv/bin/python bench/proxy_bench.py [--quick] [--no-litellm] [--write-docs]
 (`--write-docs` rewrites docs/benchmarks.md with the table; LiteLLM installs itself into
 .bench/litellm-venv on first use.)
@@ -42,46 +47,56 @@ MODEL = "stub-model"
 CLIENT_KEY = "sk-bench-0000000000"
 
 
+PACED = "-paced"  # suffix of the services in front of the paced upstream port
+
+
 def start_services(args: argparse.Namespace, log_dir: Path) -> dict[str, Service]:
-    up_port = free_port()
-    upstream = Service("upstream", [sys.executable, str(BENCH / "proxy_bench_upstream.py"),
-                                    "--port", str(up_port), "--pieces", str(args.pieces),
-                                    "--model-name", MODEL], up_port, "/health", log_dir)
+    up_port, paced_port = free_port(), free_port()
+    cmd = [sys.executable, str(BENCH / "proxy_bench_upstream.py"), "--port", str(up_port),
+           "--pieces", str(args.pieces), "--model-name", MODEL]
+    if args.paced_concurrency:
+        cmd += ["--paced-port", str(paced_port), "--token-interval-ms", str(args.token_interval_ms)]
+    upstream = Service("upstream", cmd, up_port, "/health", log_dir)
     upstream.wait_ready(30)
     services = {"upstream": upstream}
-    dg_port = free_port()
-    deepguard = Service("deepguard", [str(Path(sys.executable).parent / "deepguard"), "serve",
-                                      "--upstream", upstream.url, "--port", str(dg_port)],
-                        dg_port, "/readyz", log_dir,
-                        env={"DEEPGUARD_MODEL": MODEL, "DEEPGUARD_SERVER_LOG_LEVEL": "warning",
-                             "DEEPGUARD_AUTH_API_KEYS": f'[{{"key": "{CLIENT_KEY}"}}]'},
-                        cwd=ROOT)
-    services["deepguard"] = deepguard
-    if not args.no_litellm:
-        litellm.ensure_installed()
-        ll_port = free_port()
-        services["litellm"] = Service("litellm", litellm.command(ll_port), ll_port,
-                                      "/health/liveliness", log_dir,
-                                      env=litellm.environment(upstream.url, CLIENT_KEY),
-                                      cwd=log_dir)
-    deepguard.wait_ready(60)
-    if "litellm" in services:
-        services["litellm"].wait_ready(180)
+    upstreams = {"": upstream.url}
+    if args.paced_concurrency:
+        upstream.extra_urls["paced"] = upstreams[PACED] = f"http://127.0.0.1:{paced_port}"
+    for suffix, upstream_url in upstreams.items():
+        dg_port = free_port()
+        services["deepguard" + suffix] = Service(
+            "deepguard" + suffix, [str(Path(sys.executable).parent / "deepguard"), "serve",
+                                   "--upstream", upstream_url, "--port", str(dg_port)],
+            dg_port, "/readyz", log_dir,
+            env={"DEEPGUARD_MODEL": MODEL, "DEEPGUARD_SERVER_LOG_LEVEL": "warning",
+                 "DEEPGUARD_AUTH_API_KEYS": f'[{{"key": "{CLIENT_KEY}"}}]'},
+            cwd=ROOT)
+        if not args.no_litellm:
+            litellm.ensure_installed()
+            ll_port = free_port()
+            services["litellm" + suffix] = Service(
+                "litellm" + suffix, litellm.command(ll_port), ll_port, "/health/liveliness",
+                log_dir, env=litellm.environment(upstream_url, CLIENT_KEY), cwd=log_dir)
+    for name, service in services.items():
+        service.wait_ready(180 if name.startswith("litellm") else 60)
     return services
 
 
-def chat_url(name: str, services: dict[str, Service]) -> str:
-    base = services["upstream" if name == "direct" else name].url
-    return base + "/v1/chat/completions"
+def chat_url(name: str, services: dict[str, Service], paced: bool = False) -> str:
+    if name == "direct":
+        upstream = services["upstream"]
+        return (upstream.extra_urls["paced"] if paced else upstream.url) + "/v1/chat/completions"
+    return services[name + (PACED if paced else "")].url + "/v1/chat/completions"
 
 
 def load(url: str, stream: bool, concurrency: int, requests: int | None = None,
-         duration: float | None = None, warmup: float = 0.0) -> dict:
+         duration: float | None = None, warmup: float = 0.0, ramp: float = 0.0) -> dict:
     cmd = [sys.executable, str(BENCH / "proxy_bench_load.py"), "--url", url, "--model", MODEL,
            "--api-key", CLIENT_KEY, "--concurrency", str(concurrency)]
     cmd += ["--stream"] if stream else []
     cmd += ["--requests", str(requests)] if requests else ["--duration", str(duration),
                                                            "--warmup", str(warmup)]
+    cmd += ["--ramp", str(ramp)] if ramp else []
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         done = subprocess.run(cmd + ["--out", out.name], capture_output=True, check=False)
         if done.returncode != 0:
@@ -117,11 +132,12 @@ class Recorder:
 
 def run_phase(rec: Recorder, target: str, phase: str, services: dict[str, Service],
               **load_args) -> None:
-    proxy = services.get(target)
+    paced = phase.startswith("paced_")
+    proxy = services.get(target + (PACED if paced else ""))
     upstream = services["upstream"]
     p0 = proxy.cpu_seconds() if proxy else 0.0
     u0 = upstream.cpu_seconds()
-    result = load(chat_url(target, services), **load_args)
+    result = load(chat_url(target, services, paced), **load_args)
     p1 = proxy.cpu_seconds() if proxy else 0.0
     rec.add(target, phase, result, p1 - p0, upstream.cpu_seconds() - u0)
 
@@ -140,11 +156,16 @@ def plan(args: argparse.Namespace, targets: list[str]) -> list[tuple[str, str, d
                                               "requests": per_round_json}))
             steps.append((target, "stream_c1", {"stream": True, "concurrency": 1,
                                                 "requests": per_round_stream}))
-        for concurrency in args.concurrency:
-            for target in targets:
-                steps.append((target, f"stream_c{concurrency}", {
-                    "stream": True, "concurrency": concurrency, "duration": per_round_load,
-                    "warmup": 0.5}))
+        # Paced streams start spread over one answer's duration (as real clients arrive); the
+        # instant upstream needs no ramp (every proxy is CPU-bound there anyway).
+        paced_ramp = args.pieces * args.token_interval_ms / 1000
+        for prefix, levels, ramp in (("stream", args.concurrency, 0.0),
+                                     ("paced", args.paced_concurrency, paced_ramp)):
+            for concurrency in levels:
+                for target in targets:
+                    steps.append((target, f"{prefix}_c{concurrency}", {
+                        "stream": True, "concurrency": concurrency, "duration": per_round_load,
+                        "warmup": max(0.5, 2 * ramp), "ramp": ramp}))
     return steps
 
 
@@ -158,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--load-seconds", type=float, default=9.0,
                    help="measured seconds per target and concurrency (split over the rounds)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
+    p.add_argument("--paced-concurrency", type=int, nargs="*", default=[64, 256],
+                   help="concurrent streams against the paced upstream (none: skip those phases)")
+    p.add_argument("--token-interval-ms", type=float, default=10.0,
+                   help="time between streamed chunks of the paced upstream")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM column")
     p.add_argument("--quick", action="store_true", help="a short smoke run (numbers are rough)")
@@ -166,8 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.latency_requests, args.stream_requests, args.load_seconds = 90, 60, 3.0
-    if args.pieces < 1 or args.rounds < 1 or min(args.concurrency) < 1:
-        p.error("--pieces, --rounds and --concurrency must be positive")
+    if args.pieces < 1 or args.rounds < 1 or min(args.concurrency + args.paced_concurrency) < 1:
+        p.error("--pieces, --rounds and the concurrency levels must be positive")
+    if args.token_interval_ms <= 0:
+        p.error("--token-interval-ms must be positive")
 
     targets = ["direct", "deepguard"] + ([] if args.no_litellm else ["litellm"])
     started = time.time()
@@ -180,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
                                                  unit="phase"):
                 run_phase(rec, target, phase, services, **load_args)
             peak = {t: services[t].peak_rss_mib() for t in targets if t in services}
+            # Peak memory over both instances of a proxy (the paced one holds more open streams).
+            for t in targets:
+                if t + PACED in services:
+                    peak[t] = max(peak[t], services[t + PACED].peak_rss_mib())
             peak["upstream"] = services["upstream"].peak_rss_mib()
         finally:
             for service in services.values():

@@ -141,7 +141,10 @@ async def run(args: argparse.Namespace) -> dict:
             return True
         return time.perf_counter() < window_end
 
-    async def client() -> None:
+    async def client(i: int) -> None:
+        # Staggered starts: real clients do not all arrive in the same millisecond, and a closed
+        # loop keeps whatever phase it starts with (so a burst at t=0 would repeat forever).
+        await asyncio.sleep(args.ramp * i / args.concurrency)
         conn: Exchange | None = None
         while may_send():
             if conn is None or conn.lost:
@@ -180,7 +183,7 @@ async def run(args: argparse.Namespace) -> dict:
             conn.transport.close()
 
     cpu_before = cpu_seconds()
-    await asyncio.gather(*(client() for _ in range(args.concurrency)))
+    await asyncio.gather(*(client(i) for i in range(args.concurrency)))
     wall = time.perf_counter() - t_begin
     cpu = cpu_seconds() - cpu_before
     measured_wall = args.duration if args.duration else wall
@@ -205,10 +208,12 @@ def main(argv: list[str] | None = None) -> None:
                                  "through a pipe were cut short)")
     p.add_argument("--warmup", type=float, default=0.0,
                    help="with --duration: seconds of load before measuring starts")
+    p.add_argument("--ramp", type=float, default=0.0,
+                   help="spread the connections' first requests over this many seconds")
     a = p.parse_args(argv)
     if a.concurrency < 1 or (a.requests is not None and a.requests < 1) or (
-            a.duration is not None and a.duration <= 0):
-        p.error("--concurrency, --requests and --duration must be positive")
+            a.duration is not None and a.duration <= 0) or a.ramp < 0:
+        p.error("--concurrency, --requests and --duration must be positive, --ramp not negative")
     report = orjson.dumps(uvloop.run(run(a)))
     if a.out:
         Path(a.out).write_bytes(report)

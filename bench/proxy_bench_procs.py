@@ -74,6 +74,7 @@ class Service:
         self.name = name
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        self.extra_urls: dict[str, str] = {}  # other ports the same process listens on
         self.log_path = log_dir / f"{name}.log"
         self._ready_path = ready_path
         with open(self.log_path, "wb") as log:

@@ -5,6 +5,7 @@ load generator, and prints the functions with the most cumulative and own time. 
 performance edits to proxy/ were measured with.
 
 Run: .venv/bin/python bench/proxy_bench_profile.py [--stream] [--concurrency 16] [--requests 2000]
+         [--token-interval-ms 10]   # a paced upstream: one upstream read per chunk, as in production
 """
 
 from __future__ import annotations
@@ -37,18 +38,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--top", type=int, default=35)
+    p.add_argument("--token-interval-ms", type=float, default=0.0,
+                   help="pace the upstream's streamed chunks (0: instant)")
     args = p.parse_args(argv)
 
     from proxy.app import create_app
     from proxy.config import Settings
 
     with tempfile.TemporaryDirectory(prefix="proxy-profile-") as tmp:
-        up_port = free_port()
-        upstream = Service("upstream", [sys.executable, str(BENCH / "proxy_bench_upstream.py"),
-                                        "--port", str(up_port)], up_port, "/health", Path(tmp))
+        up_port, paced_port = free_port(), free_port()
+        cmd = [sys.executable, str(BENCH / "proxy_bench_upstream.py"), "--port", str(up_port)]
+        if args.token_interval_ms:
+            cmd += ["--paced-port", str(paced_port), "--token-interval-ms", str(args.token_interval_ms)]
+        upstream = Service("upstream", cmd, up_port, "/health", Path(tmp))
         try:
             upstream.wait_ready(30)
-            os.environ["DEEPGUARD_UPSTREAM_URL"] = upstream.url
+            os.environ["DEEPGUARD_UPSTREAM_URL"] = (f"http://127.0.0.1:{paced_port}" if args.token_interval_ms
+                                                    else upstream.url)
             os.environ["DEEPGUARD_MODEL"] = "stub-model"
             port = free_port()
             config = uvicorn.Config(create_app(Settings()), host="127.0.0.1", port=port,

@@ -24,9 +24,15 @@ def fmt(value: float | None, scale: float = 1e3, digits: int = 2) -> str:
     return "—" if value is None else f"{value * scale:.{digits}f}"
 
 
+def load_phases(concurrency: list[int], paced: list[int]) -> list[tuple[str, str]]:
+    """(phase name, key stem) of every loaded phase: `stream_c64` -> `c64`, `paced_c64` -> `paced_c64`."""
+    return [(f"stream_c{c}", f"c{c}") for c in concurrency] + [(f"paced_c{c}", f"paced_c{c}") for c in paced]
+
+
 def summarise(data: dict[str, dict[str, dict]], peak: dict[str, float],
-              concurrency: list[int]) -> dict[str, dict]:
+              concurrency: list[int], paced: list[int] = ()) -> dict[str, dict]:
     out: dict[str, dict] = {}
+    phases_loaded = load_phases(concurrency, list(paced))
     for target, phases in data.items():
         s: dict = {}
         js, st = phases["json_c1"], phases["stream_c1"]
@@ -34,24 +40,26 @@ def summarise(data: dict[str, dict[str, dict]], peak: dict[str, float],
             s[f"json_p{q}"] = pct(js["latency_s"], q)
             s[f"ttft_p{q}"] = pct(st["ttft_s"], q)
         s["chunk_p50"] = pct(st["per_chunk_s"], 50)
-        load_ok = load_cpu = load_up = 0.0
+        totals = {"": [0.0, 0.0, 0.0], "paced_": [0.0, 0.0, 0.0]}  # answers, proxy CPU, upstream CPU
         loadgen_frac = []
-        for c in concurrency:
-            ph = phases[f"stream_c{c}"]
+        for name, stem in phases_loaded:
+            ph = phases[name]
             # Answers over the phase's whole wall time (ramp and drain included): a proxy slower
             # than the measured window still gets a throughput, and all targets are treated alike.
             wall = ph["loadgen_wall_s"]
-            s[f"rps_c{c}"] = ph["completed"] / wall if wall else None
-            s[f"lat_c{c}_p50"] = pct(ph["latency_s"], 50)
-            s[f"lat_c{c}_p99"] = pct(ph["latency_s"], 99)
-            load_ok += ph["completed"]  # CPU covers warm-up and drain too
-            load_cpu += ph["proxy_cpu_s"]
-            load_up += ph["upstream_cpu_s"]
+            s[f"rps_{stem}"] = ph["completed"] / wall if wall else None
+            s[f"lat_{stem}_p50"] = pct(ph["latency_s"], 50)
+            s[f"lat_{stem}_p99"] = pct(ph["latency_s"], 99)
+            total = totals["paced_" if name.startswith("paced_") else ""]
+            total[0] += ph["completed"]  # CPU covers warm-up and drain too
+            total[1] += ph["proxy_cpu_s"]
+            total[2] += ph["upstream_cpu_s"]
         for ph in phases.values():
             if ph["loadgen_wall_s"]:
                 loadgen_frac.append(ph["loadgen_cpu_s"] / ph["loadgen_wall_s"])
-        s["cpu_per_req"] = load_cpu / load_ok if load_ok and target != "direct" else None
-        s["upstream_cpu_per_req"] = load_up / load_ok if load_ok else None
+        for prefix, (answers, proxy_cpu, upstream_cpu) in totals.items():
+            s[f"{prefix}cpu_per_req"] = proxy_cpu / answers if answers and target != "direct" else None
+            s[f"{prefix}upstream_cpu_per_req"] = upstream_cpu / answers if answers else None
         s["loadgen_cpu_max"] = max(loadgen_frac) if loadgen_frac else None
         s["peak_rss_mib"] = peak.get(target) if target != "direct" else None
         s["failed"] = sum(sum(ph["errors"].values()) for ph in phases.values())
@@ -63,7 +71,7 @@ def summarise(data: dict[str, dict[str, dict]], peak: dict[str, float],
             continue
         s = out[target]
         for key in ("json_p50", "json_p95", "json_p99", "ttft_p50", "ttft_p99", "chunk_p50",
-                    *(f"lat_c{c}_p{q}" for c in concurrency for q in (50, 99))):
+                    *(f"lat_{stem}_p{q}" for _, stem in phases_loaded for q in (50, 99))):
             if s.get(key) is not None and direct.get(key) is not None:
                 s["added_" + key] = s[key] - direct[key]
     return out
@@ -79,7 +87,8 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.3g}x"
 
 
-def table(s: dict[str, dict], concurrency: list[int]) -> str:
+def table(s: dict[str, dict], concurrency: list[int], paced: list[int] = (),
+          interval_ms: float = 0.0) -> str:
     targets = list(s)
     head = "| | " + " | ".join(LABELS[t] for t in targets) + " |"
     lines = [head, "|---|" + "---|" * len(targets)]
@@ -103,20 +112,25 @@ def table(s: dict[str, dict], concurrency: list[int]) -> str:
                       lambda t: fmt(s[t].get("chunk_p50"), 1e6, 1)))
     lines.append(_row("**added** time per streamed chunk p50, c=1 (µs)", targets,
                       lambda t: fmt(s[t].get("added_chunk_p50"), 1e6, 1)))
-    for c in concurrency:
-        lines.append(_row(f"streamed requests/s, {c} concurrent streams", targets,
-                          lambda t, c=c: fmt(s[t].get(f"rps_c{c}"), 1, 0)))
-        lines.append(_row(f"streamed latency p50 / p99, {c} concurrent (ms)", targets,
-                          lambda t, c=c: f"{fmt(s[t].get(f'lat_c{c}_p50'))} / "
-                                         f"{fmt(s[t].get(f'lat_c{c}_p99'))}"))
-        lines.append(_row(f"**added** streamed latency p50 / p99, {c} concurrent (ms)", targets,
-                          lambda t, c=c: "—" if t == "direct" else
-                          f"{fmt(s[t].get(f'added_lat_c{c}_p50'))} / "
-                          f"{fmt(s[t].get(f'added_lat_c{c}_p99'))}"))
-    lines.append(_row("proxy CPU per streamed request (ms)", targets,
-                      lambda t: fmt(s[t].get("cpu_per_req"), 1e3, 3)))
-    lines.append(_row("upstream CPU per streamed request (ms)", targets,
-                      lambda t: fmt(s[t].get("upstream_cpu_per_req"), 1e3, 3)))
+    for _, stem in load_phases(concurrency, list(paced)):
+        c = stem.rsplit("c", 1)[1]
+        where = f"paced upstream ({interval_ms:g} ms/chunk)" if stem.startswith("paced") else "instant upstream"
+        lines.append(_row(f"streamed requests/s, {c} concurrent streams, {where}", targets,
+                          lambda t, stem=stem: fmt(s[t].get(f"rps_{stem}"), 1, 0)))
+        lines.append(_row(f"streamed latency p50 / p99, {c} concurrent, {where} (ms)", targets,
+                          lambda t, stem=stem: f"{fmt(s[t].get(f'lat_{stem}_p50'))} / "
+                                               f"{fmt(s[t].get(f'lat_{stem}_p99'))}"))
+        lines.append(_row(f"**added** streamed latency p50 / p99, {c} concurrent, {where} (ms)", targets,
+                          lambda t, stem=stem: "—" if t == "direct" else
+                          f"{fmt(s[t].get(f'added_lat_{stem}_p50'))} / "
+                          f"{fmt(s[t].get(f'added_lat_{stem}_p99'))}"))
+    for prefix, where in (("", "instant"), ("paced_", "paced")):
+        if prefix and not paced:
+            continue
+        lines.append(_row(f"proxy CPU per streamed request, {where} upstream (ms)", targets,
+                          lambda t, prefix=prefix: fmt(s[t].get(f"{prefix}cpu_per_req"), 1e3, 3)))
+        lines.append(_row(f"upstream CPU per streamed request, {where} upstream (ms)", targets,
+                          lambda t, prefix=prefix: fmt(s[t].get(f"{prefix}upstream_cpu_per_req"), 1e3, 3)))
     lines.append(_row("proxy peak RSS (MiB)", targets,
                       lambda t: fmt(s[t].get("peak_rss_mib"), 1, 0)))
     lines.append(_row("failed requests", targets, lambda t: str(s[t]["failed"])))
@@ -128,16 +142,18 @@ def table(s: dict[str, dict], concurrency: list[int]) -> str:
     ratio_rows = [("non-streamed latency p50", "json_p50"),
                   ("non-streamed latency p99", "json_p99"),
                   ("time to first token p50", "ttft_p50"),
-                  *((f"streamed requests/s at {c}", f"rps_c{c}") for c in concurrency)]
+                  *((f"streamed requests/s at {c}", f"rps_c{c}") for c in concurrency),
+                  *((f"streamed requests/s at {c}, paced", f"rps_paced_c{c}") for c in paced)]
     for name, key in ratio_rows:
         lines.append(f"| {name} | " + " | ".join(_ratio(s[t].get(key), s["direct"].get(key))
                                                 for t in targets if t != "direct") + " |")
     return "\n".join(lines)
 
 
-def goals(s: dict[str, dict], concurrency: list[int]) -> str:
+def goals(s: dict[str, dict], concurrency: list[int], paced: list[int] = ()) -> str:
+    """The issue's goals; the 64-stream ones against both upstreams (instant: the CPU ceiling;
+    paced: a model server's pace)."""
     dg, direct, ll = s.get("deepguard"), s["direct"], s.get("litellm")
-    c = 64 if 64 in concurrency else concurrency[0]
     out = []
 
     def mark(ok: bool | None) -> str:
@@ -149,15 +165,23 @@ def goals(s: dict[str, dict], concurrency: list[int]) -> str:
 
     check("added p50, non-streamed, c=1", dg.get("added_json_p50"), 0.001)
     check("added p99, non-streamed, c=1", dg.get("added_json_p99"), 0.005)
-    check(f"added p50, streamed, {c} concurrent", dg.get(f"added_lat_c{c}_p50"), 0.001)
-    check(f"added p99, streamed, {c} concurrent", dg.get(f"added_lat_c{c}_p99"), 0.005)
-    rps, base = dg.get(f"rps_c{c}"), direct.get(f"rps_c{c}")
-    share = rps / base if rps and base else None
-    out.append(f"- streamed throughput at {c} concurrent: {fmt(share, 100, 0)}% of direct "
-               f"(goal >= 90%): {mark(None if share is None else share >= 0.9)}")
+    loaded = []
+    if concurrency:
+        loaded.append((f"c{64 if 64 in concurrency else concurrency[0]}", "instant upstream"))
+    if paced:
+        loaded.append((f"paced_c{64 if 64 in paced else paced[0]}", "paced upstream"))
+    for stem, where in loaded:
+        c = stem.rsplit("c", 1)[1]
+        check(f"added p50, streamed, {c} concurrent, {where}", dg.get(f"added_lat_{stem}_p50"), 0.001)
+        check(f"added p99, streamed, {c} concurrent, {where}", dg.get(f"added_lat_{stem}_p99"), 0.005)
+        rps, base = dg.get(f"rps_{stem}"), direct.get(f"rps_{stem}")
+        share = rps / base if rps and base else None
+        out.append(f"- streamed throughput at {c} concurrent, {where}: {fmt(share, 100, 0)}% of direct "
+                   f"(goal >= 90%): {mark(None if share is None else share >= 0.9)}")
     if ll is not None:
         for key, name in (("added_json_p50", "added p50, non-streamed, c=1"),
-                          (f"added_lat_c{c}_p50", f"added p50, streamed, {c} concurrent")):
+                          *((f"added_lat_{stem}_p50", f"added p50, streamed, {stem.rsplit('c', 1)[1]} "
+                             f"concurrent, {where}") for stem, where in loaded)):
             a, b = dg.get(key), ll.get(key)
             ratio = b / a if a and b and a > 0 else None
             out.append(f"- LiteLLM / deepguard, {name}: "
@@ -182,8 +206,10 @@ def machine() -> str:
 
 def render(data: dict, peak: dict, args: argparse.Namespace, litellm_version: str
            ) -> tuple[dict, str]:
-    s = summarise(data, peak, args.concurrency)
-    text = (f"{table(s, args.concurrency)}\n\nGoals:\n{goals(s, args.concurrency)}\n\n"
+    paced = args.paced_concurrency
+    s = summarise(data, peak, args.concurrency, paced)
+    text = (f"{table(s, args.concurrency, paced, args.token_interval_ms)}\n\n"
+            f"Goals:\n{goals(s, args.concurrency, paced)}\n\n"
             f"Machine: {machine()}. Upstream answers {args.pieces} chunks; LiteLLM "
             f"{litellm_version if 'litellm' in s else '(not run)'}; "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")

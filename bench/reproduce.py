@@ -2,8 +2,11 @@
 (d) deep + RTO, (e) fine-tuning attacks (sft vs constrained) on (c); then the report, and the
 deep default's adapter artifact from (c).
 
-    .venv/bin/python bench/reproduce.py --size ci          # prints the commands
-    .venv/bin/python bench/reproduce.py --size ci --run    # runs them (nice'd), timing each
+    .venv/bin/python bench/reproduce.py --size full          # prints the commands
+    .venv/bin/python bench/reproduce.py --size full --run    # runs them (nice'd), timing each
+
+A step whose output file exists is skipped, so an interrupted run picks up where it stopped
+(`--redo` reruns everything).
 
 Every step is a plain `deepguard` command, so each one can be rerun by hand.
 """
@@ -18,54 +21,77 @@ import time
 from pathlib import Path
 
 SIZES = {
-    # n_harmful triplets, n_benign pairs, epochs, lr, eval prompts, safe prompts, tasks, attack examples
-    "ci": dict(n_harmful=64, n_benign=64, epochs=2, lr="5e-5", prompts=20, safe=20, tasks=10, attack=16),
-    "full": dict(n_harmful=256, n_benign=128, epochs=4, lr="5e-5", prompts=100, safe=250, tasks=50, attack=64),
+    # "ci": a smoke-sized run of every step (minutes). "full": the served default's own recipe
+    # (`make default-model`: LoRA r16, lr 6e-4, 4 epochs) for (b), (c) and (d), so (c) here is the
+    # model `deepguard serve` ships; about 80 CPU-minutes on 2 cores with the data already built.
+    "ci": dict(n_harmful=64, n_benign=64, epochs=2, lr="5e-5", lora_r=0, prompts=20, safe=20, tasks=10,
+               seeds="", attack=16, attack_epochs=5, attack_lr="2e-5"),
+    "full": dict(n_harmful=256, n_benign=128, epochs=4, lr="6e-4", lora_r=16, prompts=40, safe=100, tasks=50,
+                 seeds="0,1,2", attack=64, attack_epochs=10, attack_lr="2e-5"),
 }
 XSTEST = "../shared/data/xstest/xstest_safe_prompts.csv"
 TASKS = "../shared/data/self-instruct/user_oriented_instructions.jsonl"
+PREFILL_TOKENS, REFUSAL_TOKENS = "48", "32"  # new tokens after the prefix; enough to see a refusal
 
 
-def commands(size: str, runs: Path, seed: int) -> list[list[str]]:
+def commands(size: str, runs: Path, seed: int) -> list[tuple[list[str], Path]]:
+    """Every step as (command, the file it writes): a step whose file exists is done."""
     s, dg = SIZES[size], ["deepguard"]
     data, res = runs / "data", runs / "results"
+    sampled = ["--sampled-seeds", s["seeds"]] if s["seeds"] else []
     # `eval prefill` of the shipped model caches the harmful answers here; every model reuses them.
     shipped_cases = str(res / "prefill-a-shipped-harmful-cases.jsonl")
-    steps = [dg + ["data", "build", "--out", str(data), "--n-harmful", str(s["n_harmful"]),
-                   "--n-benign", str(s["n_benign"]), "--seed", str(seed)],
+    steps = [(dg + ["data", "build", "--out", str(data), "--n-harmful", str(s["n_harmful"]),
+                    "--n-benign", str(s["n_benign"]), "--harmful-tokens", "64", "--benign-tokens", "128",
+                    "--batch-size", "16", "--seed", str(seed)], data / "triplets.jsonl"),
              # HarmBench (held out: training uses AdvBench); harmful answers written once by the shipped model.
-             dg + ["eval", "prefill", "--label", "a-shipped", "--limit", str(s["prompts"]),
-                   "--out", str(res / "prefill-a-shipped.json")]]
+             (dg + ["eval", "prefill", "--label", "a-shipped", "--limit", str(s["prompts"]),
+                    "--max-new-tokens", PREFILL_TOKENS, *sampled, "--out", str(res / "prefill-a-shipped.json")],
+              res / "prefill-a-shipped.json")]
     models = {"a-shipped": "default"}
     for label, objective in (("b-shallow", "sft"), ("c-deep", "augmented"), ("d-deep-rto", "augmented+rto")):
         out = runs / label
-        steps.append(dg + ["train", "--objective", objective, "--data", str(data), "--out", str(out),
-                           "--epochs", str(s["epochs"]), "--lr", s["lr"], "--seed", str(seed)])
+        lora = ["--lora-r", str(s["lora_r"]), "--safety-per-step", "16", "--benign-per-step", "16",
+                "--micro-batch", "8"] if s["lora_r"] else []
+        steps.append((dg + ["train", "--objective", objective, "--data", str(data), "--out", str(out),
+                            "--epochs", str(s["epochs"]), "--lr", s["lr"], *lora, "--seed", str(seed)],
+                      out / "model" / "config.json"))
         models[label] = str(out / "model")
     for label, model in models.items():
         common = ["--model", model, "--label", label]
         if label != "a-shipped":
-            steps.append(dg + ["eval", "prefill", *common, "--cases", shipped_cases,
-                               "--out", str(res / f"prefill-{label}.json")])
-        steps.append(dg + ["eval", "overrefusal", *common, "--prompts", XSTEST, "--limit", str(s["safe"]),
-                           "--out", str(res / f"overrefusal-{label}.json")])
-        steps.append(dg + ["eval", "utility", *common, "--tasks", TASKS, "--limit", str(s["tasks"]),
-                           "--out", str(res / f"utility-{label}.json")])
+            out = res / f"prefill-{label}.json"
+            steps.append((dg + ["eval", "prefill", *common, "--cases", shipped_cases,
+                                "--max-new-tokens", PREFILL_TOKENS, *sampled, "--out", str(out)], out))
+        out = res / f"overrefusal-{label}.json"
+        steps.append((dg + ["eval", "overrefusal", *common, "--prompts", XSTEST, "--limit", str(s["safe"]),
+                            "--max-new-tokens", REFUSAL_TOKENS, "--out", str(out)], out))
+        out = res / f"utility-{label}.json"
+        steps.append((dg + ["eval", "utility", *common, "--tasks", TASKS, "--limit", str(s["tasks"]),
+                            "--out", str(out)], out))
     for label in ("b-shallow", "c-deep"):
-        steps.append(dg + ["eval", "kl", "--model", models[label], "--label", label, "--reference", "default",
-                           "--cases", shipped_cases, "--out", str(res / f"kl-{label}.json")])
-    steps.append(dg + ["eval", "recovery", "--model", models["c-deep"], "--label", "c-deep", "--cases", shipped_cases,
-                       "--out", str(res / "recovery-c-deep.json")])
-    steps.append(dg + ["eval", "prefill", "--model", models["c-deep"], "--label", "c-deep", "--mode", "rank",
-                       "--cases", shipped_cases, "--ks", "0,5,10,20", "--out", str(res / "prefill-rank-c-deep.json")])
-    # (e): attack data = AdvBench-free HarmBench answers beyond the evaluation slice.
-    steps.append(dg + ["eval", "finetune-attack", "--model", models["c-deep"], "--label", "c-deep",
-                       "--offset", str(s["prompts"]), "--limit", str(s["attack"] + s["prompts"]),
-                       "--examples", str(s["attack"]), "--styles", "harmful,refuse-then-comply",
-                       "--task-limit", str(s["tasks"]), "--work-dir", str(runs / "attack"),
-                       "--out", str(res / "finetune-attack-c-deep.json")])
-    steps.append(dg + ["eval", "report", str(res), "--out-dir", str(runs / "report"),
-                       "--title", f"SmolLM2-135M deep alignment reproduction ({size}, seed {seed})"])
+        out = res / f"kl-{label}.json"
+        steps.append((dg + ["eval", "kl", "--model", models[label], "--label", label, "--reference", "default",
+                            "--cases", shipped_cases, "--out", str(out)], out))
+    out = res / "recovery-c-deep.json"
+    steps.append((dg + ["eval", "recovery", "--model", models["c-deep"], "--label", "c-deep",
+                        "--cases", shipped_cases, "--out", str(out)], out))
+    out = res / "prefill-rank-c-deep.json"
+    steps.append((dg + ["eval", "prefill", "--model", models["c-deep"], "--label", "c-deep-rank",
+                        "--mode", "rank", "--cases", shipped_cases, "--ks", "0,5,10,20",
+                        "--max-new-tokens", PREFILL_TOKENS, "--out", str(out)], out))
+    # (e): attack data = HarmBench answers beyond the evaluation slice; the first --examples of them
+    # train the attack and the rest measure it.
+    out = res / "finetune-attack-c-deep.json"
+    steps.append((dg + ["eval", "finetune-attack", "--model", models["c-deep"], "--label", "c-deep",
+                        "--offset", str(s["prompts"]), "--limit", str(s["attack"] + s["prompts"]),
+                        "--examples", str(s["attack"]), "--epochs", str(s["attack_epochs"]),
+                        "--lr", s["attack_lr"], "--styles", "harmful,refuse-then-comply",
+                        "--task-limit", str(s["tasks"]), "--work-dir", str(runs / "attack"),
+                        "--out", str(out)], out))
+    steps.append((dg + ["eval", "report", str(res), "--out-dir", str(runs / "report"),
+                        "--title", f"SmolLM2-135M deep alignment reproduction ({size}, seed {seed})"],
+                  runs / "report" / "report.md"))
     return steps
 
 
@@ -75,14 +101,19 @@ def main() -> int:
     parser.add_argument("--runs", default="runs/reproduce")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run", action="store_true", help="run the commands (else print them)")
+    parser.add_argument("--redo", action="store_true", help="rerun steps whose output already exists")
     args = parser.parse_args()
     venv_bin = Path(sys.executable).parent
-    for step in commands(args.size, Path(args.runs) / args.size, args.seed):
-        print("$ " + shlex.join(step), flush=True)
-        if args.run:
+    total = time.perf_counter()
+    for step, output in commands(args.size, Path(args.runs) / args.size, args.seed):
+        done = output.exists() and not args.redo
+        print(("# done, skipped: " if done and args.run else "$ ") + shlex.join(step), flush=True)
+        if args.run and not done:
             started = time.perf_counter()
             subprocess.run(["nice", "-n", "10", str(venv_bin / step[0]), *step[1:]], check=True)
             print(f"# {time.perf_counter() - started:.0f}s", flush=True)
+    if args.run:
+        print(f"# total {time.perf_counter() - total:.0f}s", flush=True)
     return 0
 
 
