@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.types import Receive
 
 from proxy.errors import APIError
+from proxy.event_stream import ClientGone, EventStreamResponse, cancel_on_disconnect
 from proxy.metrics import Metrics
 from proxy.policy import (ControlTokenMatcher, PolicyContext, PolicyViolation,
                           check_chat_request, check_completions_request, check_rendered_prompt)
@@ -208,7 +209,7 @@ class Answer:
         return response
 
     # -- streamed client ----------------------------------------------------------------------
-    async def streaming_response(self, receive: Receive) -> StreamingResponse:
+    async def streaming_response(self, receive: Receive) -> EventStreamResponse:
         batches = self._client_batches()
         # Read up to the first chunk that carries content before answering, so that upstream
         # errors and prompt mismatches still get a real HTTP status, and the suppression header
@@ -231,8 +232,8 @@ class Answer:
         except ClientGone:
             await batches.aclose()
             raise
-        return StreamingResponse(self._events(primed, batches), media_type="text/event-stream",
-                                 headers=self._headers() | {"cache-control": "no-cache"})
+        return EventStreamResponse(self._events(primed, batches),
+                                   headers=self._headers() | {"cache-control": "no-cache"})
 
     async def _events(self, primed: list[dict], rest: AsyncIterator[list[dict]]
                       ) -> AsyncIterator[bytes]:
@@ -272,33 +273,3 @@ class Answer:
             for c in chunks:
                 self._mark_first_content(c)
         return b"data: " + b"\n\ndata: ".join(map(orjson.dumps, chunks)) + b"\n\n"
-
-
-async def cancel_on_disconnect(receive: Receive, work: Awaitable) -> Any:
-    """Run `work`, cancelling it if the HTTP client disconnects first (the body is already read,
-    so the next ASGI message can only be the disconnect)."""
-    task = asyncio.ensure_future(work)
-
-    async def disconnected() -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-
-    watcher = asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not task.done():
-        task.cancel()
-        try:
-            await task
-        except (asyncio.CancelledError, Exception):
-            pass
-        raise ClientGone()
-    return task.result()
-
-
-class ClientGone(Exception):
-    """The HTTP client disconnected before the answer was ready."""
