@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from alignment.data.benign_prompts import benign_prompts
+from alignment.data.contrast_prompts import contrast_prompts
 from alignment.data.files import read_prompts, write_jsonl
 from alignment.data.refusals import categorize, pick_refusal
 from alignment.data.sources import exclude_eval_prompts, load_prompt_source
@@ -29,6 +30,7 @@ class BuildConfig:
     benign_files: list[str] = field(default_factory=list)
     n_harmful: int = 32
     n_benign: int = 64
+    n_contrast: int = 0  # packaged benign prompts that sound harmful, on top of n_benign (-1 = all)
     model: str = "default"  # the model being aligned: benign answers are distilled from it
     harmful_model: str = "default"  # an unaligned model that writes the harmful answers
     harmful_tokens: int = 64
@@ -115,6 +117,9 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
     for path in config.benign_files:
         prompts += read_prompts(path)
     prompts = _sample(list(dict.fromkeys(prompts)), config.n_benign, rng)
+    if config.n_contrast:
+        # Sampled after the ordinary prompts, so adding them leaves that sample unchanged.
+        prompts += _sample(contrast_prompts(), config.n_contrast if config.n_contrast > 0 else 0, rng)
     if teacher and config.teacher_benign:
         answers, origin = teacher.answer_all(prompts, config.benign_tokens, desc="teacher answers"), "teacher"
     else:

@@ -1,13 +1,17 @@
+import csv
 import json
 import random
+import re
 
 import pytest
 
 from alignment.data.benign_prompts import benign_prompts
+from alignment.data.contrast_prompts import contrast_prompts
 from alignment.data.files import DataFileError, read_jsonl, read_prompts
 from alignment.data.refusals import REFUSALS, all_refusals, categorize, pick_refusal
 from alignment.data.sources import advbench, exclude_eval_prompts, harmbench, load_prompt_source
 from proxy.watch.detector import RefusalDetector
+from tests.support.processes import SHARED
 
 
 def test_refusal_bank_is_varied_and_every_refusal_is_detected_as_one():
@@ -21,6 +25,24 @@ def test_refusal_bank_is_varied_and_every_refusal_is_detected_as_one():
 def test_benign_prompts_are_many_distinct_and_not_refusal_bait():
     prompts = benign_prompts()
     assert len(prompts) >= 300 and len(set(prompts)) == len(prompts)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower())) - {
+        "how", "do", "i", "a", "an", "the", "to", "what", "is", "my", "in", "of", "can", "and", "for",
+        "s", "it", "on", "with", "does", "are", "why", "best", "way", "some", "where", "when", "who"}
+
+
+def test_contrast_prompts_are_distinct_benign_and_not_taken_from_xstest():
+    prompts = contrast_prompts()
+    assert len(prompts) >= 100 and len(set(prompts)) == len(prompts)
+    assert not set(prompts) & set(benign_prompts())
+    xstest = [row["prompt"] for row in csv.DictReader(
+        (SHARED / "data" / "xstest" / "xstest_safe_prompts.csv").open(encoding="utf-8"))]
+    # No training prompt is a rewording of an evaluation prompt: word overlap (Jaccard) stays low.
+    closest = max((len(_words(p) & _words(x)) / len(_words(p) | _words(x)), p, x)
+                  for p in prompts for x in xstest)
+    assert closest[0] < 0.4, closest
 
 
 @pytest.mark.parametrize("prompt, category", [
@@ -65,3 +87,27 @@ def test_user_files(tmp_path):
         read_jsonl(tmp_path / "missing.jsonl", ("prompt", "response"))
     with pytest.raises(DataFileError, match="not found"):
         read_prompts(tmp_path / "nope.txt")
+
+
+def test_build_adds_contrast_prompts_without_changing_the_ordinary_sample(tmp_path):
+    from alignment.data.build import BuildConfig, build_data
+    from tiny import make_model, make_tokenizer
+
+    tokenizer = make_tokenizer()
+    loaded = {"tiny": (make_model(tokenizer), tokenizer)}
+
+    def benign_prompts_built(out: str, n_contrast: int) -> list[str]:
+        build_data(BuildConfig(out_dir=str(tmp_path / out), n_harmful=2, n_benign=6, n_contrast=n_contrast,
+                               model="tiny", harmful_model="tiny", harmful_tokens=4, benign_tokens=4,
+                               batch_size=4), loaded=loaded)
+        summary = json.loads((tmp_path / out / "build_summary.json").read_text())
+        kept = [row["prompt"] for row in read_jsonl(tmp_path / out / "benign.jsonl")]
+        assert summary["benign"] == len(kept)
+        return kept
+
+    plain = benign_prompts_built("plain", 0)
+    with_contrast = benign_prompts_built("contrast", 3)
+    added = [p for p in with_contrast if p not in plain]
+    # The tiny model's answers may be dropped as empty, so compare what was kept.
+    assert set(plain) <= set(with_contrast)
+    assert added and set(added) <= set(contrast_prompts())
