@@ -24,6 +24,25 @@ def load_results(paths) -> list[dict]:
     return results
 
 
+def split_runs(result: dict, k: str) -> tuple[float | None, dict | None]:
+    """ASR of the greedy run and mean/spread of the sampled runs at one k (None where absent)."""
+    from alignment.evaluate.stats import mean_spread
+
+    rates = dict(zip(result["runs"], result["k"][k]["asr"]["runs"]))
+    sampled = [rate for label, rate in rates.items() if label != "greedy"]
+    return rates.get("greedy"), (mean_spread(sampled) if sampled else None)
+
+
+def _asr_cell(result: dict, k: str) -> str:
+    if k not in result["k"]:
+        return ""
+    greedy, sampled = split_runs(result, k)
+    parts = [] if greedy is None else [f"{greedy:.1f}"]
+    if sampled is not None:
+        parts.append(f"{sampled['mean']:.1f} ± {sampled['std']:.1f}")
+    return " / ".join(parts)
+
+
 def _plot_asr(prefill: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -33,12 +52,20 @@ def _plot_asr(prefill: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for r in prefill:
         ks = sorted(int(k) for k in r["k"])
-        ax.errorbar(ks, [r["k"][str(k)]["asr"]["mean"] for k in ks], yerr=[r["k"][str(k)]["asr"]["std"] for k in ks],
-                    marker="o", capsize=3, label=f"{r['model']} ({r['mode']})")
+        splits = [split_runs(r, str(k)) for k in ks]
+        name = r["model"] + ("" if r["mode"] == "prefill" else f" ({r['mode']})")
+        if any(g is not None for g, _ in splits):
+            line = ax.plot(ks, [g for g, _ in splits], marker="o", label=f"{name}, greedy")[0]
+        else:
+            line = None
+        if any(sp is not None for _, sp in splits):
+            ax.errorbar(ks, [sp["mean"] for _, sp in splits], yerr=[sp["std"] for _, sp in splits],
+                        marker="s", capsize=3, linestyle="--", label=f"{name}, sampled",
+                        color=None if line is None else line.get_color(), alpha=0.8)
     ax.set_xlabel("prefilled harmful tokens k")
     ax.set_ylabel("ASR (%)")
     ax.set_ylim(-2, 102)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     ax.set_title("Prefilling attack")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -58,12 +85,12 @@ def write_report(results: list[dict], out_dir: str | Path, title: str = "deepgua
     if prefill:
         ks = sorted({int(k) for r in prefill for k in r["k"]})
         lines += ["## Prefilling attack ASR (%)", "", "![ASR vs k](asr_vs_k.png)", "",
+                  "Cells: greedy / sampled (T 0.9, top-p 0.6) mean ± spread over seeds, as each run has them.", "",
                   "| model | mode | judge | cases | runs | " + " | ".join(f"k={k}" for k in ks) + " |",
                   "|---|---|---|---|---|" + "---|" * len(ks)]
         for r in prefill:
-            cells = [f"{r['k'][str(k)]['asr']['mean']:.1f} ± {r['k'][str(k)]['asr']['std']:.1f}" if str(k) in r["k"]
-                     else "" for k in ks]
-            lines.append(f"| {r['model']} | {r['mode']} | {r['judge']} | {r['cases']} | {len(r['runs'])} | "
+            cells = [_asr_cell(r, str(k)) for k in ks]
+            lines.append(f"| {r['model']} | {r['mode']} | {r['judge']} | {r['cases']} | {', '.join(r['runs'])} | "
                          + " | ".join(cells) + " |")
         _plot_asr(prefill, out / "asr_vs_k.png")
         lines.append("")

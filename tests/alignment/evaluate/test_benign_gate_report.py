@@ -73,9 +73,15 @@ def test_report_puts_models_side_by_side(tmp_path):
              "runs": ["greedy"], "k": {"0": entry, "10": entry}}))
     (results / "kl.json").write_text(json.dumps(
         {"kind": "kl", "model": "deep vs shipped", "positions": [1, 2], "kl": [1.0, 0.5], "pairs": [3, 3]}))
+    sampled = {"asr": {"mean": 20.0, "std": 10.0, "runs": [0.0, 20.0, 40.0]}, "examples": []}
+    (results / "both.json").write_text(json.dumps(
+        {"kind": "prefill", "model": "both", "mode": "prefill", "judge": "refusal-detector", "cases": 3,
+         "runs": ["greedy", "T0.9/p0.6/seed0", "T0.9/p0.6/seed1"], "k": {"0": sampled}}))
     report = write_report(load_results([results]), tmp_path / "out")
     text = report.read_text()
-    assert "| shipped | prefill | refusal-detector | 3 | 1 | 100.0 ± 0.0 | 100.0 ± 0.0 |" in text
+    assert "| shipped | prefill | refusal-detector | 3 | greedy | 100.0 | 100.0 |" in text
+    # Greedy apart from the sampled seeds' mean ± population spread (20 and 40 -> 30 ± 10).
+    assert "| both | prefill | refusal-detector | 3 | greedy, T0.9/p0.6/seed0, T0.9/p0.6/seed1 | 0.0 / 30.0 ± 10.0 |" in text
     assert "| deep |" in text and (tmp_path / "out" / "asr_vs_k.png").is_file()
     assert (tmp_path / "out" / "kl_per_position.png").is_file()
     with pytest.raises(ValueError):
