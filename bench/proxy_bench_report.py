@@ -261,7 +261,9 @@ DOC_NOTES = """
   (concurrency / throughput), not per-request cost. The upstream costs ~10 µs of CPU per answer;
   any Python proxy costs tens of times that, so the 90%-of-direct and 1 ms goals cannot hold
   there on 2 cores (Little's law: 64 streams within 1 ms of direct would need ~60,000 answers/s
-  through one Python process). These rows are kept as the proxy's ceiling.
+  through one Python process). These rows are kept as the proxy's ceiling. In the direct phases
+  there the load generator itself is the limit (a full core), so direct's real ceiling is higher
+  still and the shares to direct are upper bounds.
 - **Paced upstream**: the proxy keeps up with the model server (throughput within a few percent
   of direct at 64 streams) and adds about 2 ms at the median, most of it before the first token
   (request parsing, policy, the upstream request and one more process wake-up per chunk; at c=1
