@@ -5,7 +5,7 @@ same vLLM extensions (`return_token_ids`, `return_prompt_text`), and it records 
 so tests can assert on what reached the upstream.
 
 Scripts: POST /_scripts {"name": {...}} registers answers; a request whose last message content is
-`script:<name>` gets that answer. A script holds
+`script:<name>` (or contains it) gets that answer. A script holds
     pieces: list[str]              one streamed chunk per piece (one token each unless token_ids say otherwise)
     token_ids: list[list[int]]     optional, the ids each piece adds
     finish_reason: "stop" | "length" (default "stop")
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import time
 import uuid
 
@@ -37,6 +38,9 @@ from starlette.routing import Route
 
 # One rendering of SmolLM2's ChatML for both stand-ins (this stub and the benchmark's fast one).
 from bench.proxy_bench_upstream import render_chatml  # noqa: E402
+
+
+_EMBEDDED = re.compile(r"script:([\w.-]+)")
 
 
 class StubState:
@@ -55,6 +59,10 @@ def _script_for(state: StubState, body: dict) -> dict:
     last = messages[-1].get("content") if messages and isinstance(messages[-1], dict) else None
     if isinstance(last, str) and last.startswith("script:"):
         name = last[len("script:"):].strip()
+        if name in state.scripts:
+            return state.scripts[name]
+    # Also a `script:<name>` inside the message (e.g. a prompt quoted in a judge's request).
+    for name in _EMBEDDED.findall(last) if isinstance(last, str) else ():
         if name in state.scripts:
             return state.scripts[name]
     return {"pieces": [" tok"] * state.default_pieces}
