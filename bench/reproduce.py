@@ -25,9 +25,12 @@ SIZES = {
     # (`make default-model`: LoRA r16, lr 6e-4, 4 epochs) for (b), (c) and (d), so (c) here is the
     # model `deepguard serve` ships; about 80 CPU-minutes on 2 cores with the data already built.
     "ci": dict(n_harmful=64, n_benign=64, epochs=2, lr="5e-5", lora_r=0, prompts=20, safe=20, tasks=10,
-               seeds="", attack=16, attack_epochs=5, attack_lr="2e-5"),
+               seeds="", attack=16, attack_epochs=5, attack_lr="2e-5", attack_styles="harmful,refuse-then-comply",
+               attack_tasks=10, contrast=False),
+    # The full run attacks with the paper's style only: each (style, objective) pair is ~6 CPU-minutes.
     "full": dict(n_harmful=256, n_benign=128, epochs=4, lr="6e-4", lora_r=16, prompts=40, safe=100, tasks=50,
-                 seeds="0,1,2", attack=64, attack_epochs=10, attack_lr="2e-5"),
+                 seeds="0,1,2", attack=64, attack_epochs=10, attack_lr="2e-5", attack_styles="harmful",
+                 attack_tasks=20, contrast=True),
 }
 XSTEST = "../shared/data/xstest/xstest_safe_prompts.csv"
 TASKS = "../shared/data/self-instruct/user_oriented_instructions.jsonl"
@@ -57,6 +60,19 @@ def commands(size: str, runs: Path, seed: int) -> list[tuple[list[str], Path]]:
                             "--epochs", str(s["epochs"]), "--lr", s["lr"], *lora, "--seed", str(seed)],
                       out / "model" / "config.json"))
         models[label] = str(out / "model")
+    if s["contrast"]:
+        # (c+): the deep recipe plus the 102 contrast prompts (benign, sounding harmful) against
+        # over-refusal, and more benign examples per step to carry them.
+        contrast_data, out = runs / "data-contrast", runs / "c2-deep-contrast"
+        steps.append((dg + ["data", "build", "--out", str(contrast_data), "--n-harmful", str(s["n_harmful"]),
+                            "--n-benign", str(s["n_benign"]), "--n-contrast", "-1", "--harmful-tokens", "64",
+                            "--benign-tokens", "128", "--batch-size", "16", "--seed", str(seed)],
+                      contrast_data / "benign.jsonl"))
+        steps.append((dg + ["train", "--objective", "augmented", "--data", str(contrast_data), "--out", str(out),
+                            "--epochs", str(s["epochs"]), "--lr", s["lr"], "--lora-r", str(s["lora_r"]),
+                            "--safety-per-step", "16", "--benign-per-step", "24", "--micro-batch", "8",
+                            "--seed", str(seed)], out / "model" / "config.json"))
+        models["c2-deep-contrast"] = str(out / "model")
     for label, model in models.items():
         common = ["--model", model, "--label", label]
         if label != "a-shipped":
@@ -86,8 +102,8 @@ def commands(size: str, runs: Path, seed: int) -> list[tuple[list[str], Path]]:
     steps.append((dg + ["eval", "finetune-attack", "--model", models["c-deep"], "--label", "c-deep",
                         "--offset", str(s["prompts"]), "--limit", str(s["attack"] + s["prompts"]),
                         "--examples", str(s["attack"]), "--epochs", str(s["attack_epochs"]),
-                        "--lr", s["attack_lr"], "--styles", "harmful,refuse-then-comply",
-                        "--task-limit", str(s["tasks"]), "--work-dir", str(runs / "attack"),
+                        "--lr", s["attack_lr"], "--styles", s["attack_styles"],
+                        "--task-limit", str(s["attack_tasks"]), "--work-dir", str(runs / "attack"),
                         "--out", str(out)], out))
     steps.append((dg + ["eval", "report", str(res), "--out-dir", str(runs / "report"),
                         "--title", f"SmolLM2-135M deep alignment reproduction ({size}, seed {seed})"],
