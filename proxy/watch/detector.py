@@ -25,10 +25,17 @@ SETTLE_CHARS = 5
 _LEADING_LATIN_LETTER = re.compile(r"(?:\(\?:|\()*[a-z]")
 # Escapes such as \S or \W, which may be upper case in a lower-case pattern.
 _ESCAPE = re.compile(r"\\.")
-# A small model often glues a new sentence to the last word ("...safe projectsI can't help").
-# Lower-cased, that leaves no word boundary before "i can't"; blanking the glued lower-case
-# letter restores one without changing any offset.
-_GLUED = re.compile(r"[a-z](?=[A-Z])")
+# A small model often glues a new sentence to the last word ("...safe projectsI can't help", or
+# with a stray upper-case token between, "...meticulUSI can't help"). Lower-cased, that leaves no
+# word boundary before "i can't"; blanking the glued characters (a lower-case letter before an
+# upper-case one, and an upper-case run between a lower-case letter and "I " or "I'") restores
+# one without changing any offset. "AI can't" and "API can't" stay as they are.
+_GLUED = re.compile(r"[a-z](?=[A-Z])|(?<=[a-z])[A-Z]+(?=I[\s'’])")
+_GLUE_CONTEXT = 8  # raw characters kept from earlier pieces, so glue across pieces is seen too
+
+
+def _blank_glue(text: str) -> str:
+    return _GLUED.sub(lambda m: " " * len(m.group()), text)
 
 
 @runtime_checkable
@@ -112,7 +119,7 @@ class RefusalScanner:
 
     __slots__ = ("_pattern", "_lookback", "_keywords", "_keyword_width", "_last_keyword",
                  "_buf", "_base", "_length", "_search_from", "_state", "_state_at", "onset",
-                 "closed", "_ends_lower")
+                 "closed", "_raw_tail")
 
     def __init__(self, pattern: re.Pattern[str], lookback: int,
                  keywords: re.Pattern[str] | None = None, keyword_width: int = 0) -> None:
@@ -129,7 +136,7 @@ class RefusalScanner:
         self._state_at = 0
         self.onset: int | None = None
         self.closed = False
-        self._ends_lower = False       # the last character fed was a lower-case ASCII letter
+        self._raw_tail = ""            # the last characters fed, as written (for glue across pieces)
 
     def feed(self, piece: str) -> int | None:
         """Add the next piece; return the onset (offset in the whole text) once it is known."""
@@ -139,10 +146,19 @@ class RefusalScanner:
             self._length += len(piece)
             return self.onset
         previous = self._length
-        if self._ends_lower and piece[0].isupper() and self._buf:
-            self._buf = self._buf[:-1] + " "     # glued across pieces: "projects" + "I can't"
-        self._ends_lower = "a" <= piece[-1] <= "z"
-        self._buf += lower_same_length(_GLUED.sub(" ", piece))
+        # Glue is judged over the raw tail of earlier pieces plus this one ("projects" + "I can't");
+        # blanks it adds inside the tail are added to the buffer too (never removed: the tail lacks
+        # the context that earlier blanks may have needed). The buffer always still holds the tail.
+        tail = self._raw_tail[-len(self._buf):] if self._buf else ""
+        blanked = _blank_glue(tail + piece)
+        n = len(tail)
+        if n and blanked[:n] != tail:
+            current = self._buf[-n:]
+            merged = "".join(" " if b == " " else c for b, c in zip(blanked[:n], current))
+            if merged != current:
+                self._buf = self._buf[:-n] + merged
+        self._raw_tail = (tail + piece)[-_GLUE_CONTEXT:]
+        self._buf += lower_same_length(blanked[n:])
         self._length += len(piece)
         # A match not yet judged ends after `previous` minus the settle margin, so it starts at
         # most `lookback` characters before that, and it contains a keyword from there on.

@@ -185,3 +185,29 @@ def test_a_refusal_glued_to_the_previous_word_is_found_whole_and_incrementally()
         scanner.feed(piece)
     assert scanner.close() == text.index("I can't")
     assert detector.find_onset("JavaScript can help you with that") is None
+
+
+@pytest.mark.parametrize("text", [
+    "Creating one takes planning and meticulUSI can't help with that, because it could cause harm.",
+    "It needs a lot ofXYZI'm sorry, but I can't help with that.",
+])
+def test_a_refusal_glued_after_a_stray_upper_case_token_is_found_at_every_split(text):
+    # The int8 engine once wrote "meticulUSI can't help": a lower-case word, a stray upper-case
+    # token, then the refusal. Found whole and however the stream cuts it into pieces.
+    detector = RefusalDetector.default()
+    onset = detector.find_onset(text)
+    assert onset is not None and text[onset] == "I"
+    for cut in range(1, len(text)):
+        scanner = detector.scanner()
+        scanner.feed(text[:cut])
+        scanner.feed(text[cut:])
+        assert scanner.close() == onset, cut
+
+
+@pytest.mark.parametrize("text", [
+    "The API can't help with authentication; you need a token.",
+    "AI can't help with everything, but it helps with drafts.",
+    "Our GUI can't help with that layout yet.",
+])
+def test_acronyms_before_i_are_not_glue(text):
+    assert RefusalDetector.default().find_onset(text) is None
