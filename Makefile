@@ -37,12 +37,12 @@ bench: install
 # LoRA (rank 16, exact low-rank delta). About 25 minutes on an idle 2-core CPU; `make serve` only merges the
 # committed adapter (about a minute, cached).
 default-model: install
-	$(VENV)/bin/deepguard data build --out runs/deep-data --n-harmful 256 --n-benign 128 \
-	    --harmful-tokens 64 --benign-tokens 128 --batch-size 16 --seed 0
-	$(VENV)/bin/deepguard train --objective augmented --data runs/deep-data --out runs/deep-lora16 \
-	    --epochs 4 --lr 6e-4 --lora-r $(ADAPTER_RANK) --safety-per-step 16 --benign-per-step 16 \
-	    --micro-batch 8 --seed 0
-	$(PY) -m alignment.default_model runs/deep-lora16/model --rank $(ADAPTER_RANK)
+	$(VENV)/bin/deepguard data build --out runs/deep-contrast-data --n-harmful 256 --n-benign 128 \
+	    --n-contrast -1 --harmful-tokens 64 --benign-tokens 128 --batch-size 16 --seed 0
+	$(VENV)/bin/deepguard train --objective augmented --data runs/deep-contrast-data \
+	    --out runs/deep-contrast-lora16 --epochs 4 --lr 6e-4 --lora-r $(ADAPTER_RANK) \
+	    --safety-per-step 16 --benign-per-step 24 --micro-batch 8 --seed 0
+	$(PY) -m alignment.default_model runs/deep-contrast-lora16/model --rank $(ADAPTER_RANK)
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .hypothesis
