@@ -49,7 +49,7 @@ def _plot_asr(prefill: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(8.4, 3.8))
     for r in prefill:
         ks = sorted(int(k) for k in r["k"])
         splits = [split_runs(r, str(k)) for k in ks]
@@ -65,7 +65,7 @@ def _plot_asr(prefill: list[dict], path: Path) -> None:
     ax.set_xlabel("prefilled harmful tokens k")
     ax.set_ylabel("ASR (%)")
     ax.set_ylim(-2, 102)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves
     ax.set_title("Prefilling attack")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
