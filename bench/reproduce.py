@@ -44,34 +44,34 @@ def commands(size: str, runs: Path, seed: int) -> list[tuple[list[str], Path]]:
     sampled = ["--sampled-seeds", s["seeds"]] if s["seeds"] else []
     # `eval prefill` of the shipped model caches the harmful answers here; every model reuses them.
     shipped_cases = str(res / "prefill-a-shipped-harmful-cases.jsonl")
-    steps = [(dg + ["data", "build", "--out", str(data), "--n-harmful", str(s["n_harmful"]),
-                    "--n-benign", str(s["n_benign"]), "--harmful-tokens", "64", "--benign-tokens", "128",
-                    "--batch-size", "16", "--seed", str(seed)], data / "triplets.jsonl"),
+    def build(out: Path, *extra: str) -> tuple[list[str], Path]:
+        return (dg + ["data", "build", "--out", str(out), "--n-harmful", str(s["n_harmful"]),
+                      "--n-benign", str(s["n_benign"]), *extra, "--harmful-tokens", "64",
+                      "--benign-tokens", "128", "--batch-size", "16", "--seed", str(seed)],
+                out / "benign.jsonl")  # written last
+
+    def train(objective: str, data: Path, out: Path, benign_per_step: int = 16) -> tuple[list[str], Path]:
+        lora = ["--lora-r", str(s["lora_r"]), "--safety-per-step", "16", "--benign-per-step",
+                str(benign_per_step), "--micro-batch", "8"] if s["lora_r"] else []
+        return (dg + ["train", "--objective", objective, "--data", str(data), "--out", str(out),
+                      "--epochs", str(s["epochs"]), "--lr", s["lr"], *lora, "--seed", str(seed)],
+                out / "model" / "config.json")
+
+    steps = [build(data),
              # HarmBench (held out: training uses AdvBench); harmful answers written once by the shipped model.
              (dg + ["eval", "prefill", "--label", "a-shipped", "--limit", str(s["prompts"]),
                     "--max-new-tokens", PREFILL_TOKENS, *sampled, "--out", str(res / "prefill-a-shipped.json")],
               res / "prefill-a-shipped.json")]
     models = {"a-shipped": "default"}
     for label, objective in (("b-shallow", "sft"), ("c-deep", "augmented"), ("d-deep-rto", "augmented+rto")):
-        out = runs / label
-        lora = ["--lora-r", str(s["lora_r"]), "--safety-per-step", "16", "--benign-per-step", "16",
-                "--micro-batch", "8"] if s["lora_r"] else []
-        steps.append((dg + ["train", "--objective", objective, "--data", str(data), "--out", str(out),
-                            "--epochs", str(s["epochs"]), "--lr", s["lr"], *lora, "--seed", str(seed)],
-                      out / "model" / "config.json"))
-        models[label] = str(out / "model")
+        steps.append(train(objective, data, runs / label))
+        models[label] = str(runs / label / "model")
     if s["contrast"]:
         # (c+): the deep recipe plus the 102 contrast prompts (benign, sounding harmful) against
         # over-refusal, and more benign examples per step to carry them.
         contrast_data, out = runs / "data-contrast", runs / "c2-deep-contrast"
-        steps.append((dg + ["data", "build", "--out", str(contrast_data), "--n-harmful", str(s["n_harmful"]),
-                            "--n-benign", str(s["n_benign"]), "--n-contrast", "-1", "--harmful-tokens", "64",
-                            "--benign-tokens", "128", "--batch-size", "16", "--seed", str(seed)],
-                      contrast_data / "benign.jsonl"))
-        steps.append((dg + ["train", "--objective", "augmented", "--data", str(contrast_data), "--out", str(out),
-                            "--epochs", str(s["epochs"]), "--lr", s["lr"], "--lora-r", str(s["lora_r"]),
-                            "--safety-per-step", "16", "--benign-per-step", "24", "--micro-batch", "8",
-                            "--seed", str(seed)], out / "model" / "config.json"))
+        steps.append(build(contrast_data, "--n-contrast", "-1"))
+        steps.append(train("augmented", contrast_data, out, benign_per_step=24))
         models["c2-deep-contrast"] = str(out / "model")
     for label, model in models.items():
         common = ["--model", model, "--label", label]
