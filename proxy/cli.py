@@ -1,4 +1,4 @@
-"""The `deepguard` command: serve, engine, data, train, export, eval.
+"""The `deepguard` command: serve, model, data, train, export, eval.
 
 Each area registers its own verbs; heavy imports (torch, transformers) happen inside the verbs,
 so `deepguard --help` and `deepguard serve` stay light.
@@ -7,6 +7,7 @@ so `deepguard --help` and `deepguard serve` stay light.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 
 from proxy import __version__
@@ -19,19 +20,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "recovery-watching OpenAI-compatible proxy, and build such models.")
     parser.add_argument("--version", action="version", version=f"deepguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from proxy import serve_cli
-    serve_cli.register(sub)
-    for module in ("proxy.engine.cli", "alignment.cli", "alignment.evaluate.cli"):
+    # Each area registers its verbs through the `deepguard.commands` entry points (pyproject.toml),
+    # so this package names no other: the proxy never imports the alignment module.
+    for entry in sorted(importlib.metadata.entry_points(group="deepguard.commands"),
+                        key=lambda e: e.name):
         try:
-            registrar = __import__(module, fromlist=["register"])
+            registrar = entry.load()
         except ModuleNotFoundError as exc:
-            # The light proxy install lacks the engine/training extras (torch, transformers):
-            # those verbs are then simply absent. A missing module of our own is a bug.
-            missing = exc.name or ""
-            if missing.split(".")[0] not in ("proxy", "alignment") or module.startswith(missing):
-                continue
-            raise
-        registrar.register(sub)
+            # The light proxy install lacks the training extra (torch, transformers): those verbs
+            # are then simply absent. A missing module of our own is a bug.
+            if (exc.name or "").split(".")[0] in ("proxy", "alignment"):
+                raise
+            continue
+        registrar(sub)
     return parser
 
 

@@ -29,9 +29,10 @@ class ServerSettings(BaseModel):
 
 
 class UpstreamSettings(BaseModel):
-    # An OpenAI/vLLM-protocol base URL without /v1 (e.g. http://127.0.0.1:8001). None = start the
-    # local engine as a child process.
+    # An OpenAI/vLLM-protocol base URL without /v1 (e.g. http://127.0.0.1:8001). None = start vLLM
+    # as a child process (see VllmSettings).
     url: str | None = None
+    # Sent to the upstream as Bearer. With a child vLLM, None mints a fresh key for each start.
     api_key: str | None = None
     connect_timeout_s: float = Field(5.0, gt=0)
     # Longest silence allowed between two bytes of an upstream answer (a hung upstream -> 504).
@@ -40,15 +41,26 @@ class UpstreamSettings(BaseModel):
     # How often the background probe refreshes deepguard_upstream_ready (0 = only on /readyz).
     probe_interval_s: float = Field(10.0, ge=0)
     # Where the served model's tokenizer files are, to read its control tokens. Defaults to the
-    # local engine's model when the proxy starts one.
+    # child vLLM's model directory when the proxy starts one.
     tokenizer_path: str | None = None
 
 
-class EngineSettings(BaseModel):
-    """The local CPU engine started when no upstream URL is given."""
+class VllmSettings(BaseModel):
+    """vLLM started by `deepguard serve` as a child process when no upstream URL is given."""
 
-    model: str | None = None            # path to an HF directory or GGUF file; None = default model
+    # An HF model directory; None = the prepared deep default (`deepguard model prepare`).
+    model: str | None = None
+    # The interpreter of the environment that has vLLM; None = `.vllm-venv` beside this one
+    # (what `make install` builds), else this interpreter.
+    python: str | None = None
+    port: int = Field(0, ge=0, le=65535)      # 0 = a free loopback port
+    max_model_len: int = Field(2048, gt=0)
+    kv_cache_gib: float = Field(2.0, gt=0)    # VLLM_CPU_KVCACHE_SPACE for the CPU build
+    extra_args: list[str] = Field(default_factory=list)
+    log_file: str | None = None               # None = <cache>/logs/vllm-<port>.log
     startup_timeout_s: float = Field(900.0, gt=0)
+    restart_backoff_s: float = Field(1.0, gt=0)
+    max_restart_backoff_s: float = Field(60.0, gt=0)
 
 
 class ApiKey(BaseModel):
@@ -78,7 +90,7 @@ class Settings(BaseSettings):
     model: str | None = None
     server: ServerSettings = Field(default_factory=ServerSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
-    engine: EngineSettings = Field(default_factory=EngineSettings)
+    vllm: VllmSettings = Field(default_factory=VllmSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)

@@ -48,6 +48,10 @@ class Metrics:
         self.upstream_ready = Gauge(
             "deepguard_upstream_ready", "1 when the upstream answered its last readiness probe.",
             ["model_name"], registry=r)
+        self.upstream_restarts = Counter(
+            "deepguard_upstream_restarts",
+            "Times `deepguard serve` restarted its child vLLM after it died.",
+            ["model_name"], registry=r)
         # Prefill rejection (proxy/policy).
         self.policy_rejections = Counter(
             "deepguard_policy_rejections", "Requests rejected by the prefill policy, by vector.",

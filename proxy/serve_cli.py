@@ -1,4 +1,4 @@
-"""`deepguard serve`: run the proxy, starting the local engine when no upstream is given."""
+"""`deepguard serve`: run the proxy, starting vLLM as a child process when no upstream is given."""
 
 from __future__ import annotations
 
@@ -7,23 +7,25 @@ import ipaddress
 import logging
 import signal
 import socket
-import subprocess
 import sys
-import time
+from pathlib import Path
 
-import httpx
+from proxy.model_dir import ModelNotReady, check_model_dir, default_model_dir, served_name_for
+from proxy.vllm_child import Supervisor, TerminalProgress, VllmChild, VllmOptions, VllmStartError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the guard proxy (OpenAI-compatible)",
                        description="Run the guard proxy. With --upstream it fronts any server "
                                    "speaking the OpenAI/vLLM protocol (vLLM in production); "
-                                   "without it, it starts `deepguard engine` on a loopback port.")
+                                   "without it, it starts vLLM on the prepared model directory, on a "
+                                   "loopback port behind a fresh API key, and restarts it if it dies.")
     p.add_argument("--upstream", help="base URL of the model server, e.g. http://127.0.0.1:8001 "
                                       "(env DEEPGUARD_UPSTREAM_URL)")
-    p.add_argument("--model", help="without --upstream: the model to load (HF directory or GGUF "
-                                   "file; default: the packaged default model). With --upstream: "
-                                   "the upstream's served model name (default: its first model)")
+    p.add_argument("--model", help="without --upstream: the HF model directory vLLM serves "
+                                   "(default: the prepared deep default, see `deepguard model "
+                                   "prepare`). With --upstream: the upstream's served model name "
+                                   "(default: its first model)")
     p.add_argument("--host", help="bind address (default 127.0.0.1; env DEEPGUARD_SERVER_HOST)")
     p.add_argument("--port", type=int, help="port (default 8000; env DEEPGUARD_SERVER_PORT)")
     p.add_argument("--config", help="YAML or TOML config file (env DEEPGUARD_CONFIG)")
@@ -45,50 +47,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class EngineProcess:
-    """The local engine as a child process on a free loopback port."""
-
-    def __init__(self, model: str | None, startup_timeout_s: float) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        from proxy.engine_location import served_name_for
-        cmd = [sys.executable, "-m", "proxy.engine", "--host", "127.0.0.1", "--port",
-               str(self.port)]
-        if model:
-            cmd += ["--model", model, "--served-model-name", served_name_for(model)]
-        self.proc = subprocess.Popen(cmd)
-        self.timeout = startup_timeout_s
-
-    def wait_ready(self) -> None:
-        start = time.monotonic()
-        print(f"deepguard: starting the local engine on {self.url} ...", file=sys.stderr,
-              flush=True)
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"deepguard: the local engine exited with code "
-                                 f"{self.proc.returncode} before it was ready")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
-                    print(f"deepguard: engine ready after {time.monotonic() - start:.1f}s",
-                          file=sys.stderr, flush=True)
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() - start > self.timeout:
-                self.stop()
-                raise SystemExit(f"deepguard: the local engine was not ready after "
-                                 f"{self.timeout:.0f}s")
-            time.sleep(0.25)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -107,35 +65,74 @@ def run(args: argparse.Namespace) -> int:
         if settings.upstream.url:
             settings.model = args.model
         else:
-            settings.engine.model = args.model
+            settings.vllm.model = args.model
     if not settings.auth.api_keys and not is_loopback(settings.server.host):
         raise SystemExit("deepguard: refusing to listen on a non-loopback address without API "
                          "keys; set DEEPGUARD_AUTH_API_KEYS or bind to 127.0.0.1")
 
     # uvicorn restores the previous SIGTERM handler after its graceful shutdown and raises the
     # signal again; with the default handler the process would die before `finally` stops the
-    # engine child. This handler turns that second SIGTERM into a normal exit.
+    # vLLM child. This handler turns that second SIGTERM into a normal exit.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
-    engine = None
-    if not settings.upstream.url:
-        from proxy.engine_location import ModelNotFoundError, resolve_model
-        try:
-            model = resolve_model(settings.engine.model)
-        except ModelNotFoundError as exc:
-            raise SystemExit(f"deepguard: {exc}") from None
-        engine = EngineProcess(str(model), settings.engine.startup_timeout_s)
-        settings.upstream.url = engine.url
-        if settings.upstream.tokenizer_path is None:
-            # The policy reads the served tokenizer's control tokens (HF dir or GGUF).
-            settings.upstream.tokenizer_path = str(model)
+    child = start_vllm(settings) if not settings.upstream.url else None
+    app = create_app(settings)
+    supervisor = None
+    if child is not None:
+        name = settings.model
+        supervisor = Supervisor(
+            child, on_restart=lambda: app.state.metrics.upstream_restarts.labels(name).inc(),
+            startup_timeout_s=settings.vllm.startup_timeout_s,
+            backoff_s=settings.vllm.restart_backoff_s,
+            max_backoff_s=settings.vllm.max_restart_backoff_s)
+        supervisor.start()
     try:
-        if engine:
-            engine.wait_ready()
-        uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port,
+        uvicorn.run(app, host=settings.server.host, port=settings.server.port,
                     log_level=settings.server.log_level, access_log=False,
                     loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
     finally:
-        if engine:
-            engine.stop()
+        if supervisor is not None:
+            supervisor.stop()
+        if child is not None:
+            child.stop()
     return 0
+
+
+def start_vllm(settings) -> VllmChild:
+    """Start vLLM on the configured (or prepared default) model directory and wait until it is
+    ready, showing its progress; point the proxy's upstream settings at it. Exits non-zero with
+    the log file's name when vLLM cannot start."""
+    cfg = settings.vllm
+    try:
+        model_dir = check_model_dir(cfg.model or default_model_dir())
+    except ModelNotReady as exc:
+        raise SystemExit(f"deepguard: {exc}") from None
+    settings.model = settings.model or served_name_for(model_dir)
+    options = VllmOptions(model_dir=str(model_dir), served_name=settings.model,
+                          port=cfg.port or free_port(), python=cfg.python,
+                          max_model_len=cfg.max_model_len, kv_cache_gib=cfg.kv_cache_gib,
+                          extra_args=cfg.extra_args,
+                          log_file=Path(cfg.log_file) if cfg.log_file else None)
+    if settings.upstream.api_key:
+        options.api_key = settings.upstream.api_key
+    child = VllmChild(options)
+    print(f"deepguard: starting vLLM on {model_dir} as '{settings.model}' at {child.url} "
+          f"(log: {child.log_path})", file=sys.stderr, flush=True)
+    child.start()
+    progress = TerminalProgress()
+    try:
+        took = child.wait_ready(cfg.startup_timeout_s, progress)
+    except VllmStartError as exc:
+        child.stop()
+        progress.done(f"deepguard: {exc}")
+        raise SystemExit(1) from None
+    except BaseException:  # Ctrl-C while it warms up: leave nothing behind
+        child.stop()
+        raise
+    progress.done(f"deepguard: vLLM ready after {took:.0f}s")
+    settings.upstream.url = child.url
+    settings.upstream.api_key = options.api_key
+    if settings.upstream.tokenizer_path is None:
+        # The policy reads the served tokenizer's control tokens from the same directory.
+        settings.upstream.tokenizer_path = str(model_dir)
+    return child

@@ -1,7 +1,9 @@
 """Shared fixtures: real servers as processes on loopback.
 
-- `engine_server` (session): `deepguard engine` on the packaged SmolLM2 GGUF as shipped (the
-  engine's protocol tests need a model that answers at length). `.url`.
+- `vllm_stack` (session): `deepguard serve` with its own real vLLM child (CPU build) on the
+  prepared deep default, as `make serve` runs it (tests/support/vllm_stack.py). Launched in the
+  background right after collection; tests using it run after all others, and tests in modules
+  marked `vllm_lifecycle` (they kill and stop vLLM) run last of all.
 - `stub_upstream` (session): tests/support/stub_upstream.py, a scripted upstream speaking the vLLM
   protocol. `.url`, `.script(name, pieces=[...], token_ids=None, finish_reason="stop",
   prompt_text=None, delay_s=0, fault=None, status=None, body=None)` -> the user message that
@@ -14,17 +16,54 @@
 
 from __future__ import annotations
 
-import re
+import sys
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from tests.support.prom import parse_samples
 from tests.support.processes import SHARED, Server, deepguard_cmd, free_port, start
-import sys
+from tests.support.vllm_stack import START_TIMEOUT_S, VllmStack, launch_stack
 
-ENGINE_START_TIMEOUT = 600.0
+_stack: VllmStack | None = None
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Real-vLLM tests last (stable sort: modules stay together), lifecycle ones after them; and
+    start the stack now, so vLLM warms up while the rest of the suite runs."""
+    global _stack
+
+    def order(item) -> int:
+        if "vllm_stack" not in item.fixturenames:
+            return 0
+        return 2 if item.get_closest_marker("vllm_lifecycle") else 1
+
+    items.sort(key=order)
+    if _stack is None and any(order(item) for item in items) and not config.option.collectonly:
+        _stack = launch_stack()
+
+
+@pytest.fixture(scope="session")
+def vllm_stack() -> VllmStack:
+    global _stack
+    if _stack is None:
+        _stack = launch_stack()
+    try:
+        _stack.serve.wait_ready("/readyz", START_TIMEOUT_S)
+    except RuntimeError as exc:
+        pytest.fail(f"deepguard serve with vLLM did not become ready: {exc}\n"
+                    f"vLLM log tail:\n{_tail(_stack.vllm_log)}")
+    yield _stack
+    _stack.serve.stop()
+
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
 
 
 @pytest.fixture(scope="session")
@@ -37,18 +76,6 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("server-logs")
-
-
-@pytest.fixture(scope="session")
-def engine_server(log_dir):
-    from proxy.engine_location import packaged_base_model
-
-    port = free_port()
-    server = start(deepguard_cmd() + ["engine", "--port", str(port), "--model",
-                                      str(packaged_base_model())], port, "/health", log_dir,
-                   "engine", timeout=ENGINE_START_TIMEOUT)
-    yield server
-    server.stop()
 
 
 class StubHandle:
@@ -83,10 +110,6 @@ def stub_upstream(log_dir):
     server.stop()
 
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
 class ProxyHandle:
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -102,13 +125,9 @@ class ProxyHandle:
 
     def metric(self, name: str, **labels: str) -> float | None:
         """The value of one sample (exact name, labels must match those given), or None."""
-        for line in self.metrics_text().splitlines():
-            m = _SAMPLE.match(line)
-            if not m or m.group(1) != name:
-                continue
-            found = dict(_LABEL.findall(m.group(2) or ""))
-            if all(found.get(k) == str(v) for k, v in labels.items()):
-                return float(m.group(3))
+        for sample, found, value in parse_samples(self.metrics_text()):
+            if sample == name and all(found.get(k) == str(v) for k, v in labels.items()):
+                return value
         return None
 
     def stop(self) -> None:

@@ -4,7 +4,8 @@ import pytest
 import torch
 from tiny import make_model, make_tokenizer
 
-from alignment.default_model import DefaultModelUnavailable, apply_adapter, deep_default_model, extract_adapter
+from alignment.default_model import DefaultModelUnavailable, adapter_digest, apply_adapter, extract_adapter
+from alignment.prepare import SUMMARY_FILE, prepare_default_model
 
 
 def test_low_rank_delta_round_trips_exactly(tmp_path):
@@ -47,4 +48,15 @@ def test_tampered_adapter_is_refused(tmp_path):
 
 def test_missing_artifact_says_so(tmp_path):
     with pytest.raises(DefaultModelUnavailable, match="not built"):
-        deep_default_model(tmp_path / "nothing", cache=tmp_path / "cache")
+        prepare_default_model(tmp_path / "out", adapter_dir=tmp_path / "nothing")
+
+
+def test_prepare_keeps_a_directory_that_holds_this_adapters_merge(tmp_path):
+    tok = make_tokenizer("chatml")
+    adapter = extract_adapter(make_model(tok, seed=1), make_model(tok, seed=0), tmp_path / "a", rank=2)
+    out = tmp_path / "served"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / SUMMARY_FILE).write_text(json.dumps({"adapter_sha256": adapter_digest(adapter)}))
+    assert prepare_default_model(out, adapter_dir=adapter) == out
+    assert (out / "config.json").read_text() == "{}"      # untouched: nothing was merged again

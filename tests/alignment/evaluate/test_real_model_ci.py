@@ -1,6 +1,6 @@
 """One CI-sized run of every `deepguard eval` verb on the real default model.
 
-The real, deeply aligned default (packaged SmolLM2 + the committed adapter, merged once and cached)
+The real, deeply aligned default (packaged SmolLM2 + the committed adapter, as `make install` prepares it)
 is evaluated through the installed `deepguard` command, with sizes that keep the whole module to a
 couple of CPU-minutes: these runs check that each verb works end to end on the model we serve and
 that its result has the documented shape; the numbers themselves come from the documented full
@@ -33,8 +33,8 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def deep_model() -> str:
-    from alignment.default_model import deep_default_model
-    return str(deep_default_model())
+    from alignment.prepare import prepare_default_model
+    return str(prepare_default_model())
 
 
 @pytest.fixture(scope="module")
