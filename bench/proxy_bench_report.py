@@ -219,7 +219,8 @@ def render(data: dict, peak: dict, args: argparse.Namespace, litellm_version: st
 DOC_HEAD = """# Proxy benchmark
 
 How much does deepguard add on top of the model server, and how does that compare with LiteLLM?
-`bench/proxy_bench.py` answers that in one run: three configurations on the same machine, under
+(The served default on real vLLM, through the proxy and direct, is in
+[benchmarks-vllm.md](benchmarks-vllm.md).) `bench/proxy_bench.py` answers that in one run: three configurations on the same machine, under
 the same load, in interleaved rounds (so noise from other jobs spreads over all three):
 
 - **direct**: load generator -> upstream

@@ -1,6 +1,7 @@
 """`make bench`: run the project's benchmarks one after another, each printing its own table.
 
-Only the proxy benchmark is listed so far (it rewrites docs/benchmarks.md); add the other
+The proxy benchmark against stub upstreams (rewrites docs/benchmarks.md) and the served default
+through the proxy against real vLLM (rewrites docs/benchmarks-vllm.md); add the other
 bench/*_bench.py scripts here with the arguments that give their documented default run.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 BENCHES: list[list[str]] = [
     ["proxy_bench.py", "--write-docs"],
+    ["vllm_bench.py", "--write-docs"],
 ]
 
 

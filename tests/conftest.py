@@ -41,8 +41,18 @@ def pytest_collection_modifyitems(session, config, items):
         return 2 if item.get_closest_marker("vllm_lifecycle") else 1
 
     items.sort(key=order)
-    if _stack is None and any(order(item) for item in items) and not config.option.collectonly:
+    vllm_items = [item for item in items if order(item)]
+    for item in vllm_items:
+        # The first of them waits for vLLM's warm-up inside its set-up, which pytest-timeout counts.
+        item.add_marker(pytest.mark.timeout(START_TIMEOUT_S + 300))
+    if _stack is None and vllm_items and not config.option.collectonly:
         _stack = launch_stack()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Never leave vLLM running, whatever happened to the tests."""
+    if _stack is not None:
+        _stack.serve.stop()
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +63,7 @@ def vllm_stack() -> VllmStack:
     try:
         _stack.serve.wait_ready("/readyz", START_TIMEOUT_S)
     except RuntimeError as exc:
+        _stack.serve.stop()
         pytest.fail(f"deepguard serve with vLLM did not become ready: {exc}\n"
                     f"vLLM log tail:\n{_tail(_stack.vllm_log)}")
     yield _stack

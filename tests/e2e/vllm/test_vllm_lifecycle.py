@@ -106,7 +106,7 @@ def test_a_dead_vllm_fails_readiness_ends_requests_with_502_and_is_restarted(vll
     worker.join(60)
     (outcome,) = in_flight
     assert isinstance(outcome, openai.APIStatusError), outcome
-    assert outcome.status_code == 502 and outcome.body["code"].startswith("upstream_")
+    assert outcome.status_code == 502 and outcome.code.startswith("upstream_")
     assert wait_for(lambda: httpx.get(proxy.url + "/readyz").status_code == 503, 15)
 
     assert wait_for(lambda: httpx.get(proxy.url + "/readyz").status_code == 200, 900, step=2)
