@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.tooling import DEPLOY, ROOT, compose_schema, risky_hits, run
+from tests.deploy.tooling import DEPLOY, ROOT, compose_schema, missing, risky_hits, run
 
 COMPOSE_FILE = DEPLOY / "compose.yaml"
 IMAGES = DEPLOY / "images"
@@ -151,6 +151,42 @@ def test_vllm_cpu_entrypoint_shares_the_tokenizer_files_and_runs_vllm_on_the_mod
                          env={**env, "TOKENIZER_SHARE_DIR": str(tmp_path / "missing")},
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "TOKENIZER_SHARE_DIR" in bad.stderr
+
+
+def compose_defaults(value: str) -> str:
+    """`${VAR:-default}` as compose reads it with VAR unset."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
+
+
+def test_vllm_cpu_flags_parse_with_the_installed_vllm():
+    """The image's CMD and compose's command, each behind the entrypoint's --model, go through
+    the real argument parser of the vLLM in .vllm-venv (the lock the image installs): a flag
+    that vLLM renamed or dropped fails here instead of in a container that never gets healthy."""
+    python = ROOT / ".vllm-venv" / "bin" / "python"
+    if not python.exists():
+        missing("vLLM's CPU build in .vllm-venv (make install)")
+    text = (IMAGES / "vllm-cpu.Dockerfile").read_text().replace("\\\n", " ")
+    image_cmd = json.loads(re.search(r"^CMD (\[.*\])", text, re.M).group(1))
+    compose_cmd = [compose_defaults(a) for a in compose()["services"]["vllm-cpu"]["command"]]
+    model = ["--model", "/models/deepguard-smollm2"]
+    script = (
+        "import json, sys\n"
+        "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+        "from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args\n"
+        "parser = make_arg_parser(FlexibleArgumentParser())\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    args = parser.parse_args(argv)\n"
+        "    validate_parsed_serve_args(args)\n"
+        "    print(json.dumps([args.model, args.served_model_name, args.host, args.port,"
+        " args.max_model_len]))\n")
+    result = subprocess.run([str(python), "-c", script,
+                             json.dumps([model + image_cmd, model + compose_cmd])],
+                            capture_output=True, text=True, timeout=240,
+                            env={**os.environ, "VLLM_NO_USAGE_STATS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    parsed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("[")]
+    expected = ["/models/deepguard-smollm2", ["deepguard-smollm2"], "0.0.0.0", 8000, 2048]
+    assert parsed == [expected, expected]
 
 
 def test_risky_flag_check_catches_a_flag_and_an_env_var():
