@@ -155,17 +155,24 @@ def guard_panels(layout: Layout) -> None:
 
 
 def latency_panels(layout: Layout) -> None:
-    layout.row("Latency: proxy beside the engine")
+    layout.row("Latency: proxy beside vLLM")
     layout.add(timeseries(
-        "Time to first token: proxy vs engine",
-        "Proxy TTFT (what clients see) beside vLLM's own vllm:time_to_first_token_seconds "
-        "(or the local engine's). The gap is the guard's hold-back window plus overhead.",
+        "Time to first token: proxy vs vLLM",
+        "Proxy TTFT (what clients see) beside vLLM's own vllm:time_to_first_token_seconds, "
+        "joined on model_name. The gap is the guard's hold-back window plus its overhead.",
         [target(quantile(0.5, "deepguard_time_to_first_token_seconds"), "proxy p50 {{model_name}}", "A"),
          target(quantile(0.99, "deepguard_time_to_first_token_seconds"), "proxy p99 {{model_name}}", "B"),
          target(quantile(0.5, "vllm:time_to_first_token_seconds"), "vLLM p50 {{model_name}}", "C"),
-         target(quantile(0.99, "vllm:time_to_first_token_seconds"), "vLLM p99 {{model_name}}", "D"),
-         target(quantile(0.99, "deepguard_engine_time_to_first_token_seconds"),
-                "local engine p99 {{model_name}}", "E")], unit="s"), w=12)
+         target(quantile(0.99, "vllm:time_to_first_token_seconds"), "vLLM p99 {{model_name}}", "D")],
+        unit="s"))
+    layout.add(timeseries(
+        "vLLM inter-token latency",
+        "Time between two generated tokens inside vLLM (vllm:inter_token_latency_seconds): the "
+        "decode speed the proxy relays token by token. On the CPU build it grows with the number "
+        "of requests decoded at once.",
+        [target(quantile(0.5, "vllm:inter_token_latency_seconds"), "p50 {{model_name}}", "A"),
+         target(quantile(0.99, "vllm:inter_token_latency_seconds"), "p99 {{model_name}}", "B")],
+        unit="s"))
     budget = [{"color": "green", "value": None}, {"color": "red", "value": OVERHEAD_BUDGET_SECONDS}]
     layout.add(timeseries(
         "Proxy overhead (own time per request)",
@@ -173,7 +180,7 @@ def latency_panels(layout: Layout) -> None:
         "the upstream. Dashed line: the 10 ms p99 budget (alert DeepguardProxyOverheadHigh).",
         [target(quantile(0.5, "deepguard_proxy_overhead_seconds"), "p50 {{model_name}}", "A"),
          target(quantile(0.99, "deepguard_proxy_overhead_seconds"), "p99 {{model_name}}", "B")],
-        unit="s", thresholds=budget), w=12)
+        unit="s", thresholds=budget))
     layout.add(timeseries(
         "Request duration p99: proxy vs vLLM end to end",
         "Full request time at the proxy per route, beside vLLM's vllm:e2e_request_latency_seconds.",
@@ -189,44 +196,45 @@ def upstream_panels(layout: Layout) -> None:
         "Requests by status",
         "Requests answered by the proxy per HTTP status (400 includes policy rejections).",
         [target(f"sum by (status) (rate(deepguard_requests_total{SEL}[{RATE}]))", "{{status}}", "A")],
-        unit="reqps", stacked=True))
+        unit="reqps", stacked=True), w=6)
     layout.add(timeseries(
         "Upstream errors by kind",
-        "Failed calls from the proxy to vLLM / the local engine (alert DeepguardUpstreamErrorRate).",
+        "Failed calls from the proxy to vLLM (alert DeepguardUpstreamErrorRate).",
         [target(f"sum by (kind) (rate(deepguard_upstream_errors_total{SEL}[{RATE}]))", "{{kind}}", "A")],
-        unit="reqps", stacked=True))
+        unit="reqps", stacked=True), w=6)
     layout.add(stat(
         "Upstream ready",
         "The proxy's last readiness probe of the upstream, per model (alert DeepguardUpstreamDown).",
-        f"min by (model_name) (deepguard_upstream_ready{SEL})", "{{model_name}}"))
-
-
-def engine_panels(layout: Layout) -> None:
-    layout.row("Engine: vLLM (gpu) or the local engine (cpu)")
+        f"min by (model_name) (deepguard_upstream_ready{SEL})", "{{model_name}}"), w=6)
     layout.add(timeseries(
-        "Engine queue: running and waiting requests",
-        "vLLM's scheduler queue (vllm:num_requests_running / _waiting), or the local engine's. "
-        "A growing waiting queue means more replicas or tensor parallelism are needed.",
-        [target(f"sum by (model_name) (vllm:num_requests_running{SEL})", "vLLM running {{model_name}}", "A"),
-         target(f"sum by (model_name) (vllm:num_requests_waiting{SEL})", "vLLM waiting {{model_name}}", "B"),
-         target(f"sum by (model_name) (deepguard_engine_running_requests{SEL})",
-                "engine running {{model_name}}", "C"),
-         target(f"sum by (model_name) (deepguard_engine_waiting_requests{SEL})",
-                "engine waiting {{model_name}}", "D")]))
+        "vLLM restarts by deepguard serve",
+        "Times `deepguard serve` restarted the vLLM child it supervises after it died (alert "
+        "DeepguardUpstreamRestarted). Empty where the proxy fronts a vLLM it does not run "
+        "(--upstream: compose, Kubernetes), whose restarts the container runtime counts.",
+        [target(f"sum by (model_name) (increase(deepguard_upstream_restarts_total{SEL}[{RATE}]))",
+                "{{model_name}}", "A")], unit="short"), w=6)
+
+
+def vllm_panels(layout: Layout) -> None:
+    layout.row("vLLM: scheduler, KV cache, throughput (GPU image or CPU build)")
+    layout.add(timeseries(
+        "vLLM queue: running and waiting requests",
+        "vLLM's scheduler queue (vllm:num_requests_running / _waiting). A growing waiting queue "
+        "means more replicas or tensor parallelism are needed (on the CPU build: more cores).",
+        [target(f"sum by (model_name) (vllm:num_requests_running{SEL})", "running {{model_name}}", "A"),
+         target(f"sum by (model_name) (vllm:num_requests_waiting{SEL})", "waiting {{model_name}}", "B")]))
     layout.add(timeseries(
         "vLLM KV-cache usage",
         "Fraction of the KV cache in use (vllm:kv_cache_usage_perc, 1 = full). Near 1, vLLM "
-        "preempts requests.",
+        "preempts requests. The CPU build's cache is VLLM_CPU_KVCACHE_SPACE GiB.",
         [target(f"max by (model_name) (vllm:kv_cache_usage_perc{SEL})", "{{model_name}}", "A"),
          target(f"sum by (model_name) (rate(vllm:num_preemptions_total{SEL}[{RATE}]))",
                 "preemptions/s {{model_name}}", "B")], unit="percentunit"))
     layout.add(timeseries(
         "Generated tokens per second",
-        "Decode throughput of vLLM (vllm:generation_tokens_total) or the local engine.",
+        "Decode throughput of vLLM (vllm:generation_tokens_total).",
         [target(f"sum by (model_name) (rate(vllm:generation_tokens_total{SEL}[{RATE}]))",
-                "vLLM {{model_name}}", "A"),
-         target(f"sum by (model_name) (rate(deepguard_engine_generated_tokens_total{SEL}[{RATE}]))",
-                "engine {{model_name}}", "B")], unit="short"))
+                "{{model_name}}", "A")], unit="short"))
 
 
 def build_dashboard() -> dict:
@@ -234,7 +242,7 @@ def build_dashboard() -> dict:
     guard_panels(layout)
     latency_panels(layout)
     upstream_panels(layout)
-    engine_panels(layout)
+    vllm_panels(layout)
     variables = [
         {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus",
          "current": {}, "hide": 0, "refresh": 1},
@@ -245,7 +253,7 @@ def build_dashboard() -> dict:
          "sort": 1, "hide": 0},
     ]
     return {
-        "uid": DASHBOARD_UID, "title": "deepguard: guard proxy and engine",
+        "uid": DASHBOARD_UID, "title": "deepguard: guard proxy and vLLM",
         "description": "Prefill rejections, refusal recovery per model version, proxy latency "
                        "beside vLLM, upstream health. Panels and alerts: docs/deploy.md.",
         "tags": ["deepguard", "vllm", "llm-safety"], "timezone": "browser",

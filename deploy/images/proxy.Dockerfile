@@ -29,6 +29,6 @@ EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
 ENTRYPOINT ["env-from-files", "deepguard"]
-# Without --upstream (or DEEPGUARD_UPSTREAM_URL) serve would try to start a local engine,
+# Without --upstream (or DEEPGUARD_UPSTREAM_URL) serve would try to start vLLM as its child,
 # which this image does not contain: always give the upstream.
 CMD ["serve"]

@@ -1,8 +1,8 @@
 """Every metric name the dashboard and the rules use exists where it should.
 
 deepguard_* names must be in the proxy's real /metrics output (proxy/metrics.py rendered by
-prometheus-client) or, for deepguard_engine_*, in the local engine's sources; vllm:* names must
-be in deploy/vllm-metrics.txt (vLLM's documented set); deepguard:* names must be recorded by the
+prometheus-client); vllm:* names must be in deploy/vllm-metrics.txt, which in turn must match what
+the installed vLLM (.vllm-venv, the CPU build) defines; deepguard:* names must be recorded by the
 rule file. A rename anywhere then fails here instead of silently emptying a panel.
 """
 
@@ -16,7 +16,7 @@ from prometheus_client import generate_latest
 
 from proxy.metrics import Metrics
 from tests.deploy.tooling import (DASHBOARD_FILE, DEPLOY, METRIC_TOKEN, ROOT, RULES_FILE,
-                                  list_file_names)
+                                  list_file_names, missing)
 
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 PROMETHEUS_BUILTINS = {"up"}
@@ -66,14 +66,7 @@ def used_names(expr: str) -> set[str]:
             if t.startswith(OWN_PREFIXES) or t in PROMETHEUS_BUILTINS}
 
 
-def engine_base_names() -> set[str]:
-    """deepguard_engine_* names written in the local engine's sources."""
-    text = "\n".join(p.read_text() for p in (ROOT / "proxy" / "engine").rglob("*.py"))
-    return set(re.findall(r"deepguard_engine_[a-z0-9_]+", text))
-
-
-def exists(name: str, proxy_names: set[str], engine_names: set[str], vllm_names: set[str],
-           recorded: set[str]) -> bool:
+def exists(name: str, proxy_names: set[str], vllm_names: set[str], recorded: set[str]) -> bool:
     if name in PROMETHEUS_BUILTINS or name in recorded:
         return True
     if name.startswith("vllm:"):
@@ -81,12 +74,22 @@ def exists(name: str, proxy_names: set[str], engine_names: set[str], vllm_names:
         for suffix in HISTOGRAM_SUFFIXES:
             base = base.removesuffix(suffix)
         return name in vllm_names or base in vllm_names
-    if name.startswith("deepguard_engine_"):
-        # prometheus-client adds _total to counters and _bucket/_sum/_count to histograms.
-        candidates = {name, name.removesuffix("_total")}
-        candidates |= {name.removesuffix(s) for s in HISTOGRAM_SUFFIXES}
-        return bool(candidates & engine_names)
     return name in proxy_names
+
+
+def installed_vllm_metrics() -> dict[str, str]:
+    """`vllm:*` names the vLLM in .vllm-venv registers, with their prometheus-client type, read
+    from its sources (importing vLLM takes torch and many seconds)."""
+    sources = sorted(ROOT.glob(".vllm-venv/lib/python3*/site-packages/vllm/v1/metrics/*.py"))
+    if not sources:
+        missing("vLLM's CPU build in .vllm-venv (make install)")
+    defined = {}
+    for source in sources:
+        text = source.read_text()
+        # `self._gauge_cls(name="vllm:...")`, `self._counter_cls(...)`, `self._histogram_cls(...)`
+        for kind, name in re.findall(r"_(gauge|counter|histogram)_cls\(\s*name=\"(vllm:[a-z0-9_:]+)\"", text):
+            defined[name] = kind
+    return defined
 
 
 def test_proxy_exposition_has_the_documented_names():
@@ -98,13 +101,12 @@ def test_proxy_exposition_has_the_documented_names():
 def test_every_metric_used_by_dashboard_and_rules_exists():
     proxy_names = sample_names(proxy_metrics_output())
     vllm_names = list_file_names(DEPLOY / "vllm-metrics.txt")
-    engine_names = engine_base_names()
     recorded = {rule["record"] for g in yaml.safe_load(RULES_FILE.read_text())["groups"]
                 for rule in g["rules"] if "record" in rule}
     unknown = {}
     for where, expr in expressions().items():
         for name in used_names(expr):
-            if not exists(name, proxy_names, engine_names, vllm_names, recorded):
+            if not exists(name, proxy_names, vllm_names, recorded):
                 unknown.setdefault(name, []).append(where)
     assert not unknown, f"metric names that nothing exposes: {unknown}"
 
@@ -112,10 +114,12 @@ def test_every_metric_used_by_dashboard_and_rules_exists():
 def test_the_checker_rejects_a_renamed_metric():
     # Guard against a checker that accepts everything.
     proxy_names = sample_names(proxy_metrics_output())
+    # The retired local engine's names, and vLLM's pre-0.11 inter-token name, must not pass.
     for bogus in ("deepguard_policy_rejection_total", "vllm:time_to_first_token",
-                  "deepguard_engine_no_such_metric", "deepguard:not_recorded"):
-        assert not exists(bogus, proxy_names, engine_base_names(),
-                          list_file_names(DEPLOY / "vllm-metrics.txt"), set()), bogus
+                  "deepguard_engine_time_to_first_token_seconds_bucket",
+                  "vllm:time_per_output_token_seconds_bucket", "deepguard:not_recorded"):
+        assert not exists(bogus, proxy_names, list_file_names(DEPLOY / "vllm-metrics.txt"),
+                          set()), bogus
 
 
 def test_dashboard_shows_proxy_ttft_beside_vllm_ttft_in_one_panel():
@@ -123,3 +127,45 @@ def test_dashboard_shows_proxy_ttft_beside_vllm_ttft_in_one_panel():
     ttft = [p for p in dashboard["panels"]
             if any("deepguard_time_to_first_token_seconds" in t["expr"] for t in p.get("targets", []))]
     assert ttft and any("vllm:time_to_first_token_seconds" in t["expr"] for t in ttft[0]["targets"])
+
+
+def test_vllm_metric_list_matches_the_installed_vllm():
+    defined = installed_vllm_metrics()
+    assert "vllm:time_to_first_token_seconds" in defined, "the source pattern no longer matches"
+    listed = {}
+    for line in (DEPLOY / "vllm-metrics.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, kind = line.split()[:2]
+            listed[name] = kind
+    for name, kind in listed.items():
+        # prometheus-client exposes a counter registered as `x` under `x_total`.
+        base = name.removesuffix("_total") if kind == "counter" else name
+        assert defined.get(base) == kind, f"{name} ({kind}): the installed vLLM defines {defined.get(base)}"
+
+
+def test_dashboard_shows_vllm_inter_token_latency_beside_the_proxys_ttft_and_overhead():
+    panels = json.loads(DASHBOARD_FILE.read_text())["panels"]
+
+    def panel_using(metric: str) -> dict:
+        found = [p for p in panels if any(metric in t["expr"] for t in p.get("targets", []))]
+        assert found, metric
+        return found[0]
+
+    ttft = panel_using("deepguard_time_to_first_token_seconds")
+    itl = panel_using("vllm:inter_token_latency_seconds")
+    overhead = panel_using("deepguard_proxy_overhead_seconds")
+    # One row of the grid: same y, side by side.
+    assert ttft["gridPos"]["y"] == itl["gridPos"]["y"] == overhead["gridPos"]["y"]
+    assert len({ttft["id"], itl["id"], overhead["id"]}) == 3
+    restarts = panel_using("deepguard_upstream_restarts_total")
+    assert "increase(deepguard_upstream_restarts_total" in restarts["targets"][0]["expr"]
+
+
+def test_nothing_in_deploy_uses_the_retired_engine():
+    for path in [*DEPLOY.rglob("*"), ROOT / "docs" / "deploy.md"]:
+        if path.is_file() and path.suffix in (".yaml", ".yml", ".json", ".py", ".txt", ".md", ".tpl",
+                                              ".sh", ".Dockerfile", ".dockerignore", ""):
+            text = path.read_text(errors="replace")
+            assert "deepguard_engine_" not in text, path
+            for retired in ("deepguard engine", "local engine", "engine.Dockerfile"):
+                assert retired not in text, (path, retired)
