@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     supervisor = None
     if child is not None:
         name = settings.model
+        # Exported at 0 from the start, so the first restart is an increase alerts can see.
+        app.state.metrics.upstream_restarts.labels(name)
         supervisor = Supervisor(
             child, on_restart=lambda: app.state.metrics.upstream_restarts.labels(name).inc(),
             startup_timeout_s=settings.vllm.startup_timeout_s,

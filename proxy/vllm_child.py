@@ -89,6 +89,10 @@ class VllmOptions:
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
         env.setdefault("HF_HUB_OFFLINE", "1")  # a model directory only: never a hub download
+        # vLLM 0.32's CPU build saves its ahead-of-time compiled model but fails to load it again
+        # ("'function' object has no attribute 'finalize_loading'"), so every start recompiled
+        # (minutes). Its older compile cache loads: a second start warms up in about a minute.
+        env.setdefault("VLLM_USE_AOT_COMPILE", "0")
         return env
 
     @property

@@ -59,13 +59,15 @@ COPY deploy/images/env-from-files.sh /usr/local/bin/env-from-files
 COPY deploy/images/vllm-cpu-entrypoint.sh /usr/local/bin/vllm-cpu-entrypoint
 # VLLM_CPU_KVCACHE_SPACE: the KV cache in GiB, allocated up front; vLLM's default (4) is more than
 # a 135M model at 2048 tokens needs. Compile caches go to ~/.cache (compose keeps it in a volume,
-# so only the first start compiles). No usage reports: the container has no route out anyway.
+# so only the first start compiles; VLLM_USE_AOT_COMPILE=0 because 0.32's CPU build cannot load its
+# ahead-of-time artifacts again, see proxy/vllm_child.py). No usage reports: no route out anyway.
 ENV PATH=/opt/vllm/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
     HOME=/home/deepguard \
     CXX=g++-12 \
     VLLM_CPU_KVCACHE_SPACE=2 \
+    VLLM_USE_AOT_COMPILE=0 \
     VLLM_NO_USAGE_STATS=1 \
     DO_NOT_TRACK=1 \
     SERVED_MODEL_DIR=/models/deepguard-smollm2

@@ -25,11 +25,13 @@ def test_command_uses_production_flags_and_a_fresh_key_per_start(tmp_path):
 
 
 def test_extra_args_follow_and_the_cpu_cache_size_is_set(tmp_path, monkeypatch):
-    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    for name in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_USE_AOT_COMPILE"):
+        monkeypatch.delenv(name, raising=False)
     opts = options(tmp_path, extra_args=["--seed", "1"], kv_cache_gib=3)
     assert opts.command()[-2:] == ["--seed", "1"]
     env = opts.environment()
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "3" and env["HF_HUB_OFFLINE"] == "1"
+    assert env["VLLM_USE_AOT_COMPILE"] == "0"     # the compile cache that loads again
 
 
 def test_configured_python_wins(tmp_path):
