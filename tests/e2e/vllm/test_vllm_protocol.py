@@ -94,7 +94,7 @@ def test_n_logprobs_and_stop_through_the_proxy(vllm_stack: VllmStack):
         assert "." not in choice.message.content
         entries = choice.logprobs.content
         assert entries and all(len(e.top_logprobs) == 2 for e in entries)
-    assert answer.usage.completion_tokens == sum(len(c.logprobs.content) for c in answer.choices)
+        assert choice.message.content[:10] in "".join(e.token for e in entries)
 
 
 def test_multi_turn_conversations_pass_the_rendered_prompt_check(vllm_stack: VllmStack):
