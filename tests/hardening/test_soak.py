@@ -20,7 +20,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import _LABEL, _SAMPLE
+from tests.support.prom import parse_samples
 from tests.hardening.conftest import launch_proxy, rss_mib
 from tests.support.processes import ROOT
 
@@ -38,15 +38,9 @@ def soak_proxy(quiet_stub, log_dir):
 
 def requests_counted(proxy, status: str | None = None) -> float:
     """Sum of deepguard_requests_total over the chat route (one status, or all of them)."""
-    total = 0.0
-    for line in proxy.metrics_text().splitlines():
-        m = _SAMPLE.match(line)
-        if not m or m.group(1) != "deepguard_requests_total":
-            continue
-        labels = dict(_LABEL.findall(m.group(2) or ""))
-        if labels.get("route") == ROUTE and status in (None, labels.get("status")):
-            total += float(m.group(3))
-    return total
+    return sum(value for name, labels, value in parse_samples(proxy.metrics_text())
+               if name == "deepguard_requests_total" and labels.get("route") == ROUTE
+               and status in (None, labels.get("status")))
 
 
 def run_load(proxy, seconds: float, out) -> dict:
