@@ -94,8 +94,9 @@ class ChatService:
             upstream_body["return_prompt_text"] = True
             messages = upstream_body["messages"]
 
-            def check_prompt(prompt_text: str) -> PolicyViolation | None:
-                return check_rendered_prompt(prompt_text, messages, ctx)
+            def check_prompt(prompt_text: str | None, prompt_token_ids: list | None
+                             ) -> PolicyViolation | None:
+                return check_rendered_prompt(prompt_text, messages, ctx, prompt_token_ids)
 
         watch = self.settings.watch
 
@@ -107,9 +108,13 @@ class ChatService:
                                              text if watch.log_answer_text else None)
                 log.info("%s", orjson.dumps(record).decode())
 
+        json_answer = (upstream_body.get("response_format") or {}).get("type") in (
+            "json_object", "json_schema")
         relay = AnswerRelay(self.detector, watch.start_window, watch.hold_back_tokens,
                             served_model, check_prompt, on_outcome,
-                            mode="chat" if route == CHAT_ROUTE else "text")
+                            mode="chat" if route == CHAT_ROUTE else "text",
+                            json_answer=json_answer,
+                            logprobs_withheld_tokens=ctx.settings.logprobs_withheld_tokens)
         answer = Answer(self, relay, served_model, request_id, received_at, clock, upstream_body,
                         client_usage, route)
         try:
