@@ -40,9 +40,25 @@ async def probe_forever(state, interval_s: float) -> None:
     was_ready: bool | None = None
     while True:
         result = await probe(state)
+        state.readiness = result   # what GET /readyz answers, without calling the upstream
         if result.ready != was_ready:
             log.log(logging.INFO if result.ready else logging.WARNING, "upstream %s%s",
                     "ready" if result.ready else "not ready",
                     "" if result.ready else f": {result.reason}")
             was_ready = result.ready
         await asyncio.sleep(interval_s)
+
+
+async def current(state, interval_s: float) -> Readiness:
+    """The readiness /readyz reports: the background probe's latest answer, so an
+    unauthenticated caller can never make the proxy call the upstream. Without a background
+    probe (interval 0) the upstream is asked at most once per second."""
+    if interval_s > 0:
+        latest = getattr(state, "readiness", None)
+        return latest if latest is not None else Readiness(False, None, "not probed yet")
+    now = asyncio.get_running_loop().time()
+    latest = getattr(state, "readiness", None)
+    if latest is None or now - getattr(state, "readiness_at", 0.0) >= 1.0:
+        state.readiness_at = now
+        latest = state.readiness = await probe(state)
+    return latest
