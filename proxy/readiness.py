@@ -41,6 +41,7 @@ async def probe_forever(state, interval_s: float) -> None:
     while True:
         result = await probe(state)
         state.readiness = result   # what GET /readyz answers, without calling the upstream
+        state.readiness_at = asyncio.get_running_loop().time()
         if result.ready != was_ready:
             log.log(logging.INFO if result.ready else logging.WARNING, "upstream %s%s",
                     "ready" if result.ready else "not ready",
@@ -51,14 +52,16 @@ async def probe_forever(state, interval_s: float) -> None:
 
 async def current(state, interval_s: float) -> Readiness:
     """The readiness /readyz reports: the background probe's latest answer, so an
-    unauthenticated caller can never make the proxy call the upstream. Without a background
-    probe (interval 0) the upstream is asked at most once per second."""
-    if interval_s > 0:
-        latest = getattr(state, "readiness", None)
-        return latest if latest is not None else Readiness(False, None, "not probed yet")
+    unauthenticated caller cannot make the proxy call the upstream on every hit. Before the
+    first background result, or without a background probe (interval 0), /readyz probes itself,
+    at most once per second whatever the number of callers."""
     now = asyncio.get_running_loop().time()
     latest = getattr(state, "readiness", None)
-    if latest is None or now - getattr(state, "readiness_at", 0.0) >= 1.0:
-        state.readiness_at = now
-        latest = state.readiness = await probe(state)
+    last_at = getattr(state, "readiness_at", None)
+    if latest is not None and (interval_s > 0 or now - last_at < 1.0):
+        return latest
+    if last_at is not None and now - last_at < 1.0:
+        return Readiness(False, None, "the first readiness probe is under way")
+    state.readiness_at = now
+    latest = state.readiness = await probe(state)
     return latest
