@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import free_port
+from tests.support.processes import Server, free_port
 
 
 class RedisServer:
@@ -21,11 +21,14 @@ class RedisServer:
             pytest.fail("redis-server is not installed: run `make tools` (scripts/install-tools.sh)")
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._log = open(log_dir / f"redis-{self.port}.log", "wb")
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--protected-mode", "yes"],
-            stdout=self._log, stderr=subprocess.STDOUT)
+        log_path = log_dir / f"redis-{self.port}.log"
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--protected-mode", "yes"],
+                stdout=log, stderr=subprocess.STDOUT)
+        # Stopped like every other server the tests start.
+        self.server = Server(self.proc, self.url, log_path)
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 20.0) -> None:
@@ -49,11 +52,4 @@ class RedisServer:
             conn.recv(16)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
+        self.server.stop()
