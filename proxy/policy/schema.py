@@ -194,7 +194,8 @@ class _SchemaWalk:
             raise _forbidden(at, f"must be an object of at most {limit} named sub-schemas")
         out = {}
         for name, sub in item.items():
-            _property_name(name, f"{at}.{short_repr(name, 40)}")
+            if type(name) is not str or PROPERTY_NAME.match(name) is None:
+                _property_name(name, f"{at}.{short_repr(name, 40)}")
             out[name] = self.node(sub, f"{at}.{name}", depth + 1)
         return out
 
