@@ -28,7 +28,9 @@ async def probe(state) -> Readiness:
         name = await state.served_model.resolve()
     except UpstreamError as exc:
         gauge.labels(state.served_model.name or "unknown").set(0)
-        return Readiness(False, state.served_model.name, exc.message)
+        # /readyz is unauthenticated: name the failure, never repeat the upstream's own text.
+        log.debug("readiness probe failed: %s", exc.message)
+        return Readiness(False, state.served_model.name, f"upstream not ready ({exc.code})")
     if not any(m["id"] == name for m in models):
         gauge.labels(name).set(0)
         return Readiness(False, name, f"the upstream does not serve '{name}'")
