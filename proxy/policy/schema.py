@@ -43,6 +43,7 @@ ALLOWED_KEYWORDS = ("type", "properties", "required", "additionalProperties", "i
                     *_COUNTS, *_BOUNDS)
 # Numbers, booleans and null pin a value, never words: accepted in `enum` / `const`.
 _NON_TEXT = (int, float, bool, type(None))
+_ALLOWED = frozenset(ALLOWED_KEYWORDS)
 _JSON_SCHEMA_KEYS = ("name", "description", "schema", "strict")
 _REF = re.compile(r"#/\$defs/([A-Za-z_][A-Za-z0-9_]{0,31})\Z")
 _NUMBER = (int, float)
@@ -113,14 +114,21 @@ class _SchemaWalk:
                                   "response_format_schema")
         out: dict = {}
         for key, item in schema.items():
-            here = f"{at}.{key}"
-            if key not in ALLOWED_KEYWORDS:
-                raise _forbidden(here, "only structural keywords are accepted (" +
+            if key not in _ALLOWED:
+                raise _forbidden(f"{at}.{key}", "only structural keywords are accepted (" +
                                  ", ".join(ALLOWED_KEYWORDS) + "); keywords that hold text, "
                                  "patterns or unknown extensions can force the words of the answer")
-            if key == "$defs" and not is_root:
-                raise _forbidden(here, "`$defs` is accepted at the top of the schema only")
-            out[key] = self.keyword(key, item, here, depth)
+            # The commonest values are checked inline; the rest in `keyword` (paths are built
+            # only where a sub-schema or an error needs one).
+            if key == "type" and type(item) is str and item in TYPES:
+                out[key] = item
+            elif key in _COUNTS and type(item) is int and 0 <= item <= MAX_COUNT:
+                out[key] = item
+            else:
+                if key == "$defs" and not is_root:
+                    raise _forbidden(f"{at}.{key}", "`$defs` is accepted at the top of the schema "
+                                     "only")
+                out[key] = self.keyword(key, item, f"{at}.{key}", depth)
         return out
 
     def keyword(self, key: str, item: object, at: str, depth: int) -> object:
@@ -138,7 +146,8 @@ class _SchemaWalk:
             if type(item) is not list or len(item) > MAX_PROPERTIES:
                 raise _forbidden(at, f"`required` must be a list of at most {MAX_PROPERTIES} names")
             for index, name in enumerate(item):
-                _property_name(name, f"{at}[{index}]")
+                if type(name) is not str or PROPERTY_NAME.match(name) is None:
+                    _property_name(name, f"{at}[{index}]")
             return list(item)
         if key == "additionalProperties":
             # `true` lets the model choose its own keys (its words, as in json_object mode); a
