@@ -125,7 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.served_model = ServedModel(upstream, settings.model)
         app.state.chat = ChatService(upstream, metrics, detector, control_tokens, settings,
                                      history, secret)
-        app.state.key_slots = KeySlots(settings.auth)
+        app.state.key_slots = KeySlots(settings.auth, up.max_connections)
         app.state.readiness = None   # the background probe's latest answer
         # Everything built so far lives as long as the process: move it out of the collector's
         # reach, so full collections under load only walk the objects of requests in flight.

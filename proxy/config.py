@@ -82,8 +82,9 @@ class ApiKey(BaseModel):
 class AuthSettings(BaseModel):
     api_keys: list[ApiKey] = Field(default_factory=list)
     # Per key (open access counts as one key): requests in flight at once before 429. Without a
-    # limit, a few hundred slow clients of one key take every upstream connection.
-    max_concurrent_per_key: int = Field(64, gt=0)
+    # limit, a few hundred slow clients of one key take every upstream connection. None = half
+    # of upstream.max_connections (256 by default), so one key never holds them all.
+    max_concurrent_per_key: int | None = Field(None, gt=0)
 
     @field_validator("api_keys")
     @classmethod

@@ -67,8 +67,9 @@ class KeySlots:
     """Requests in flight per API key (open access is one key): one client cannot take every
     upstream connection. Over the limit: 429 with Retry-After (the OpenAI client retries it)."""
 
-    def __init__(self, auth_settings) -> None:
-        self._default = auth_settings.max_concurrent_per_key
+    def __init__(self, auth_settings, upstream_connections: int) -> None:
+        self._default = (auth_settings.max_concurrent_per_key
+                         or max(1, upstream_connections // 2))
         self._in_flight: dict[str, int] = {}
 
     @asynccontextmanager
