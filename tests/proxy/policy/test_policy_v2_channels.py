@@ -83,6 +83,19 @@ def test_schema_depth_and_size_are_bounded(ctx):
     assert rejected(with_schema(wide), ctx).code == "forbidden_schema_keyword"
 
 
+def test_tool_parameters_pass_the_schema_allowlist_where_calls_can_be_forced(ctx):
+    tool = {"type": "function", "function": {"name": "answer", "parameters": {
+        "type": "object", "properties": {FORCING_NAME: {"type": "string"}},
+        "required": [FORCING_NAME]}}}
+    # With tool_choice none/auto the schema is only rendered text: any shape passes.
+    check_chat_request(chat(USER, tools=[tool]), ctx)
+    forcing = dataclasses.replace(ctx, settings=PolicySettings(
+        allowed_tool_choices=["none", "auto", "required"]))
+    v = rejected(chat(USER, tools=[tool]), forcing)
+    assert v.code == "forbidden_schema_keyword"
+    assert v.param.startswith("tools[0].function.parameters.properties")
+
+
 # -- 2. nothing the policy passes can fail to encode -----------------------------------------
 
 def nested_list(depth: int) -> list:
