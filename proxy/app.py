@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -15,7 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from proxy.chat_service import ChatService
+from proxy.chat_service import ChatService, own_upstream_error
+from proxy.history import build_store
+from proxy.routes.deps import KeySlots
 from proxy.config import Settings
 from proxy.errors import JSON, APIError, error_body
 from proxy.metrics import Metrics
@@ -49,9 +52,10 @@ class RequestContext:
     """Pure ASGI middleware: mint the request id, stamp the arrival time, refuse oversized bodies
     early. It does not buffer responses, so streams pass straight through."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, write_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.write_timeout_s = write_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,11 +67,17 @@ class RequestContext:
         state["received_at"] = time.perf_counter()
         header_id = ("x-request-id".encode(), request_id.encode())
 
+        write_timeout_s = self.write_timeout_s
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"]
                 message["headers"] = [*headers, header_id]
-            await send(message)
+            # A client that stops reading makes `send` wait on a full socket buffer forever,
+            # holding an upstream slot: give up after the write timeout (the stream is then
+            # cancelled and its upstream request closed).
+            async with asyncio.timeout(write_timeout_s):
+                await send(message)
 
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -97,15 +107,26 @@ def create_app(settings: Settings) -> FastAPI:
         up = settings.upstream
         upstream = Upstream(up.url, up.api_key, up.connect_timeout_s, up.read_timeout_s,
                             up.max_connections)
+        # A configured tokenizer that cannot be read stops the start (unless the operator opted
+        # out): the scan would silently lose the served model's own special tokens.
         control_tokens, source = ControlTokenMatcher.from_model_dir(
-            up.tokenizer_path, extra=settings.policy.extra_control_tokens)
-        log.info("%s", source)
+            up.tokenizer_path, extra=settings.policy.extra_control_tokens,
+            required=settings.policy.require_tokenizer)
+        log.log(logging.INFO if up.tokenizer_path else logging.WARNING, "%s", source)
+        history = None
+        if settings.policy.history == "verified":
+            history = build_store(settings.history)
+        secret = (settings.history.secret.encode() if settings.history.secret
+                  else os.urandom(32))
         detector = RefusalDetector.default(settings.watch.extra_refusal_phrases)
         app.state.settings = settings
         app.state.metrics = metrics
         app.state.upstream = upstream
         app.state.served_model = ServedModel(upstream, settings.model)
-        app.state.chat = ChatService(upstream, metrics, detector, control_tokens, settings)
+        app.state.chat = ChatService(upstream, metrics, detector, control_tokens, settings,
+                                     history, secret)
+        app.state.key_slots = KeySlots(settings.auth, up.max_connections)
+        app.state.readiness = None   # the background probe's latest answer
         # Everything built so far lives as long as the process: move it out of the collector's
         # reach, so full collections under load only walk the objects of requests in flight.
         gc.collect()
@@ -121,6 +142,8 @@ def create_app(settings: Settings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await prober
             await upstream.aclose()
+            if history is not None:
+                await history.aclose()
 
     app = FastAPI(title="deepguard", version="0.1.0", lifespan=lifespan,
                   default_response_class=JSON, docs_url=None, redoc_url=None)
@@ -129,7 +152,8 @@ def create_app(settings: Settings) -> FastAPI:
                    unsupported.router):
         app.include_router(router)
     install_error_handlers(app)
-    app.add_middleware(RequestContext, max_body_bytes=settings.server.max_body_bytes)
+    app.add_middleware(RequestContext, max_body_bytes=settings.server.max_body_bytes,
+                       write_timeout_s=settings.server.write_timeout_s)
     return app
 
 
@@ -147,7 +171,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(UpstreamError)
     async def upstream_error(request: Request, exc: UpstreamError) -> JSON:
-        return await api_error(request, exc.to_api_error())
+        return await api_error(request, own_upstream_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:

@@ -26,6 +26,8 @@ from proxy.event_stream import ClientGone, EventStreamResponse, cancel_on_discon
 from proxy.metrics import Metrics
 from proxy.policy import (ControlTokenMatcher, PolicyContext, PolicyViolation,
                           check_chat_request, check_completions_request, check_rendered_prompt)
+from proxy.history import HistoryStore
+from proxy.policy.history import digest, message_records, turns_to_verify, unverified
 from proxy.relay import AnswerRelay, aggregate, aggregate_text, carries_content
 from proxy.upstream import Upstream, UpstreamError
 from proxy.watch import Outcome, RefusalDetector, observe, recovery_log_record
@@ -33,6 +35,29 @@ from proxy.watch import Outcome, RefusalDetector, observe, recovery_log_record
 log = logging.getLogger("deepguard.chat")
 CHAT_ROUTE = "/v1/chat/completions"
 COMPLETIONS_ROUTE = "/v1/completions"
+
+
+# Our own words for upstream failures: the upstream's text can name internals (paths, versions,
+# other requests' details) and is logged instead, not forwarded.
+_UPSTREAM_MESSAGES = {
+    "client_error": "the model server rejected the request (for example, the prompt and "
+                    "max_tokens exceed the model's context length)",
+    "rate_limited": "the model server is busy; retry shortly",
+    "auth": "the proxy could not authenticate to the model server",
+    "server_error": "the model server failed while answering",
+    "stream_error": "the model server failed while answering",
+    "bad_status": "the model server answered with an unexpected status",
+}
+
+
+def own_upstream_error(exc: UpstreamError) -> APIError:
+    """The client's view of an upstream failure: status and code kept, message our own."""
+    err = exc.to_api_error()
+    message = _UPSTREAM_MESSAGES.get(exc.kind)
+    if message is not None:
+        err.message = message
+        err.param = None
+    return err
 
 
 def sse(obj: Any) -> bytes:
@@ -63,10 +88,13 @@ class ChatService:
     detector: RefusalDetector
     control_tokens: ControlTokenMatcher
     settings: Any  # proxy.config.Settings
+    # Verified history (policy.history: verified): the record store and its HMAC key.
+    history: HistoryStore | None = None
+    history_secret: bytes = b""
 
     async def handle(self, raw_body: bytes, served_model: str, allow_prefill: bool,
                      request_id: str, received_at: float, receive: Receive,
-                     route: str = CHAT_ROUTE) -> Response:
+                     route: str = CHAT_ROUTE, key_id: str = "") -> Response:
         clock = Clock()
         try:
             body = orjson.loads(raw_body)
@@ -78,6 +106,10 @@ class ChatService:
         check_request = check_chat_request if route == CHAT_ROUTE else check_completions_request
         try:
             upstream_body = check_request(body, ctx)
+            verify = (route == CHAT_ROUTE and self.history is not None and not allow_prefill
+                      and ctx.settings.history == "verified")
+            if verify:
+                await self._verify_history(upstream_body["messages"], key_id)
         except PolicyViolation as v:
             self.metrics.policy_rejections.labels(served_model, v.vector).inc()
             raise v.as_api_error() from None
@@ -94,8 +126,9 @@ class ChatService:
             upstream_body["return_prompt_text"] = True
             messages = upstream_body["messages"]
 
-            def check_prompt(prompt_text: str) -> PolicyViolation | None:
-                return check_rendered_prompt(prompt_text, messages, ctx)
+            def check_prompt(prompt_text: str | None, prompt_token_ids: list | None
+                             ) -> PolicyViolation | None:
+                return check_rendered_prompt(prompt_text, messages, ctx, prompt_token_ids)
 
         watch = self.settings.watch
 
@@ -107,11 +140,15 @@ class ChatService:
                                              text if watch.log_answer_text else None)
                 log.info("%s", orjson.dumps(record).decode())
 
+        json_answer = (upstream_body.get("response_format") or {}).get("type") in (
+            "json_object", "json_schema")
         relay = AnswerRelay(self.detector, watch.start_window, watch.hold_back_tokens,
                             served_model, check_prompt, on_outcome,
-                            mode="chat" if route == CHAT_ROUTE else "text")
+                            mode="chat" if route == CHAT_ROUTE else "text",
+                            json_answer=json_answer,
+                            logprobs_withheld_tokens=ctx.settings.logprobs_withheld_tokens)
         answer = Answer(self, relay, served_model, request_id, received_at, clock, upstream_body,
-                        client_usage, route)
+                        client_usage, route, key_id if route == CHAT_ROUTE else None)
         try:
             if client_stream:
                 return await answer.streaming_response(receive)
@@ -121,12 +158,44 @@ class ChatService:
             return Response(status_code=499)
 
 
+    async def _verify_history(self, messages: list[dict], key_id: str) -> None:
+        turns = turns_to_verify(messages, self.history_secret, key_id)
+        if not turns:
+            return
+        flat = [d for _, digests in turns for d in digests]
+        try:
+            missing = await self.history.missing(flat)
+        except Exception as exc:   # the store is down: fail closed, but as our own 503
+            log.warning("history store unavailable: %s", exc)
+            raise APIError(503, "the conversation history could not be verified right now; "
+                           "retry shortly", "server_error", None, "history_unavailable",
+                           {"retry-after": "1"}) from None
+        if missing:
+            first, seen = missing[0], 0
+            for index, digests in turns:
+                if first < seen + len(digests):
+                    raise unverified(index)
+                seen += len(digests)
+
+    async def record_history(self, relay: AnswerRelay, key_id: str) -> None:
+        """Remember what each finished choice gave the client, for its next request."""
+        digests = [digest(self.history_secret, key_id, record)
+                   for state in relay.choice_states().values()
+                   for record in message_records(state.released_message())]
+        if not digests:
+            return
+        try:
+            await self.history.add(digests)
+        except Exception as exc:   # the answer itself is fine; its follow-up will be refused
+            log.warning("history store unavailable, answer not recorded: %s", exc)
+
+
 class Answer:
     """One request's upstream stream and its way to the client."""
 
     def __init__(self, service: ChatService, relay: AnswerRelay, served_model: str,
                  request_id: str, received_at: float, clock: Clock, upstream_body: dict,
-                 client_usage: bool, route: str) -> None:
+                 client_usage: bool, route: str, history_key: str | None = None) -> None:
         self.s = service
         self.relay = relay
         self.model = served_model
@@ -136,6 +205,7 @@ class Answer:
         self.upstream_body = upstream_body
         self.client_usage = client_usage
         self.route = route
+        self.history_key = history_key
         self.first_content_at: float | None = None
 
     # -- upstream -------------------------------------------------------------------------------
@@ -166,11 +236,25 @@ class Answer:
                     if out:
                         yield out
             out = self.relay.finish()
+            if self.s.history is not None and self.history_key is not None:
+                # Recorded before the last chunks go out: a client that has the whole answer
+                # can send it back at once.
+                await self.s.record_history(self.relay, self.history_key)
             if out:
                 yield out
         except UpstreamError as exc:
             self.s.metrics.upstream_errors.labels(self.model, exc.kind).inc()
-            raise exc.to_api_error() from None
+            log.warning("upstream error (request %s): %s %s", self.request_id, exc.kind,
+                        exc.message)
+            raise own_upstream_error(exc) from None
+        except orjson.JSONEncodeError as exc:
+            # The policy bounds every value it passes, so this should not happen; if it does,
+            # it is the request's shape, a 400, never a 500 the client would retry.
+            log.warning("request body could not be encoded (request %s): %s", self.request_id,
+                        exc)
+            raise APIError(400, "the request could not be encoded for the model server (too "
+                           "deeply nested or out-of-range values)", "invalid_request_error", None,
+                           "unencodable_request", {"x-should-retry": "false"}) from None
 
     def _mark_first_content(self, chunk: dict) -> None:
         if self.first_content_at is None and carries_content(chunk):

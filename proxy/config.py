@@ -8,11 +8,12 @@ that the environment variable name maps to exactly one field.
 
 from __future__ import annotations
 
+import hmac
 import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
                                TomlConfigSettingsSource, YamlConfigSettingsSource)
 
@@ -25,6 +26,9 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535)
     # Request bodies above this size are answered with 413 before they are parsed.
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    # A client that stops reading a streamed answer is dropped after this long with nothing
+    # written (its upstream slot is freed).
+    write_timeout_s: float = Field(30.0, gt=0)
     log_level: str = "info"
 
 
@@ -63,15 +67,36 @@ class VllmSettings(BaseModel):
     max_restart_backoff_s: float = Field(60.0, gt=0)
 
 
+class HistorySettings(BaseModel):
+    """Where verified-history records live (`policy.history: verified` turns the check on)."""
+
+    # redis://host:port/db; None = in this process (one replica, or sticky sessions).
+    redis_url: str | None = None
+    # How long an answer can be sent back as history after it finished.
+    ttl_s: float = Field(24 * 3600, gt=0)
+    # In-process store bound (oldest records are forgotten first).
+    max_entries: int = Field(1_000_000, gt=0)
+    # HMAC key of the records. Replicas sharing Redis must share it; None = a random key per
+    # process (records then die with the process, which is right for the in-process store).
+    secret: str | None = Field(None, min_length=16)
+
+
 class ApiKey(BaseModel):
     key: str = Field(min_length=8)
     name: str = "default"
     # Red-team keys used by evaluations may prefill the answer; nobody else may.
     allow_prefill: bool = False
+    # Requests of this key in flight at once; more get 429 with Retry-After (None = the
+    # auth.max_concurrent_per_key default).
+    max_concurrent: int | None = Field(None, gt=0)
 
 
 class AuthSettings(BaseModel):
     api_keys: list[ApiKey] = Field(default_factory=list)
+    # Per key (open access counts as one key): requests in flight at once before 429. Without a
+    # limit, a few hundred slow clients of one key take every upstream connection. None = half
+    # of upstream.max_connections (256 by default), so one key never holds them all.
+    max_concurrent_per_key: int | None = Field(None, gt=0)
 
     @field_validator("api_keys")
     @classmethod
@@ -94,6 +119,13 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
+
+    @model_validator(mode="after")
+    def _shared_history_needs_a_shared_secret(self) -> "Settings":
+        if self.history.redis_url and not self.history.secret:
+            raise ValueError("history.redis_url needs history.secret (the same on every replica)")
+        return self
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -117,10 +149,14 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     def key_for(self, token: str) -> ApiKey | None:
+        # Constant time: every key is compared in full (hmac.compare_digest), so the answer
+        # time says nothing about how much of a key a guess got right.
+        found = None
+        given = token.encode("utf-8", "surrogatepass")
         for api_key in self.auth.api_keys:
-            if api_key.key == token:
-                return api_key
-        return None
+            if hmac.compare_digest(api_key.key.encode("utf-8", "surrogatepass"), given):
+                found = api_key
+        return found
 
 
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:

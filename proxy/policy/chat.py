@@ -33,4 +33,6 @@ def check_chat_request(body: object, ctx: PolicyContext) -> dict:
         if name == "model" or name == "messages":
             continue
         apply_rule(name, rule_for(name, CHAT_FIELDS), value, ctx, out)
+    if "max_tokens" not in out and "max_completion_tokens" not in out:
+        out["max_tokens"] = ctx.settings.default_max_tokens
     return out

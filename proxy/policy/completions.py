@@ -30,6 +30,7 @@ def check_completions_request(body: object, ctx: PolicyContext) -> dict:
         if name == "model" or name == "prompt":
             continue
         apply_rule(name, rule_for(name, COMPLETION_FIELDS), value, ctx, out)
+    out.setdefault("max_tokens", ctx.settings.default_max_tokens)
     return out
 
 

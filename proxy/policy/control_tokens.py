@@ -50,13 +50,16 @@ def _node_pattern(node: dict) -> str:
 class ControlTokenMatcher:
     """A fixed set of control-token strings and a fast `find` over text."""
 
-    __slots__ = ("tokens", "_search", "_first_chars")
+    __slots__ = ("tokens", "token_ids", "_search", "_first_chars")
 
-    def __init__(self, tokens: Iterable[str]) -> None:
+    def __init__(self, tokens: Iterable[str], token_ids: dict[str, int] | None = None) -> None:
         unique = sorted({t for t in tokens if t and t.strip()})
         if not unique:
             raise ValueError("ControlTokenMatcher needs at least one non-blank token")
         self.tokens: tuple[str, ...] = tuple(unique)
+        # Special token -> id in the served tokenizer (empty without one): the rendered-prompt
+        # check counts turn markers in the prompt's token ids with it.
+        self.token_ids: dict[str, int] = dict(token_ids or {})
         self._search = re.compile(_trie_pattern(unique)).search
         self._first_chars = tuple(sorted({t[0] for t in unique}))
 
@@ -79,11 +82,12 @@ class ControlTokenMatcher:
         return cls([*builtin_markers(), *extra])
 
     @classmethod
-    def from_model_dir(cls, path: str | os.PathLike | None,
-                       extra: Iterable[str] = ()) -> tuple["ControlTokenMatcher", str]:
+    def from_model_dir(cls, path: str | os.PathLike | None, extra: Iterable[str] = (),
+                       required: bool = False) -> tuple["ControlTokenMatcher", str]:
         """Built-in family table plus the special tokens of the tokenizer at `path` (a model
         directory with tokenizer.json / tokenizer_config.json, one of those files, or a GGUF file).
-        None or unreadable -> built-in table only. The string says which source was used."""
+        None -> built-in table only. Unreadable -> `TokenizerUnreadable` when `required`, else
+        the built-in table only. The string says which source was used."""
         extra = list(extra)
         builtin_count = len(builtin_markers())
         if path is None:
@@ -93,16 +97,27 @@ class ControlTokenMatcher:
         try:
             found, source = read_special_tokens(Path(path))
         except (OSError, ValueError, ImportError, KeyError, TypeError) as exc:
+            if required:
+                raise TokenizerUnreadable(
+                    f"could not read the served tokenizer at {path}: {exc}. Fix "
+                    "upstream.tokenizer_path, or set policy.require_tokenizer=false to run with "
+                    "the built-in control-token table only.") from exc
             return (cls.builtin(extra),
                     f"control tokens: built-in table only ({builtin_count} markers); could not read "
                     f"the tokenizer at {path}: {exc}")
-        matcher = cls([*builtin_markers(), *found, *extra])
+        ids = {token: i for token, i in found.items() if i is not None}
+        matcher = cls([*builtin_markers(), *found, *extra], ids)
         return (matcher, f"control tokens: built-in table ({builtin_count} markers) + "
                          f"{len(found)} special tokens from {source}; {len(matcher.tokens)} in all")
 
 
-def read_special_tokens(path: Path) -> tuple[list[str], str]:
-    """Special-token strings of a tokenizer, and the file(s) they came from."""
+class TokenizerUnreadable(RuntimeError):
+    """The configured tokenizer could not be read and the operator requires one."""
+
+
+def read_special_tokens(path: Path) -> tuple[dict[str, int | None], str]:
+    """Special-token strings of a tokenizer (with their ids where the file gives them), and the
+    file(s) they came from."""
     if path.is_file():
         if path.suffix == ".gguf":
             return _from_gguf(path), str(path)
@@ -113,13 +128,15 @@ def read_special_tokens(path: Path) -> tuple[list[str], str]:
         raise ValueError(f"{path.name} is not tokenizer.json, tokenizer_config.json or a .gguf file")
     if not path.is_dir():
         raise FileNotFoundError(f"no such file or directory: {path}")
-    tokens: list[str] = []
+    tokens: dict[str, int | None] = {}
     sources: list[str] = []
     for name, reader in (("tokenizer.json", _from_tokenizer_json),
                          ("tokenizer_config.json", _from_tokenizer_config)):
         file = path / name
         if file.is_file():
-            tokens += reader(file)
+            for token, token_id in reader(file).items():
+                if tokens.get(token) is None:
+                    tokens[token] = token_id
             sources.append(name)
     if not sources:
         ggufs = sorted(path.glob("*.gguf"))
@@ -129,15 +146,15 @@ def read_special_tokens(path: Path) -> tuple[list[str], str]:
     return tokens, f"{' + '.join(sources)} in {path}"
 
 
-def _from_tokenizer_json(file: Path) -> list[str]:
+def _from_tokenizer_json(file: Path) -> dict[str, int | None]:
     # The light `tokenizers` package parses the file the way the engine will.
     from tokenizers import Tokenizer
     try:
         decoder = Tokenizer.from_file(str(file)).get_added_tokens_decoder()
-        return [t.content for t in decoder.values() if t.special]
+        return {t.content: i for i, t in decoder.items() if t.special}
     except Exception:  # a format newer than this tokenizers release: read the JSON itself
         data = json.loads(file.read_text(encoding="utf-8"))
-        return [t["content"] for t in data.get("added_tokens", []) if t.get("special")]
+        return {t["content"]: t.get("id") for t in data.get("added_tokens", []) if t.get("special")}
 
 
 def _content(entry: object) -> str | None:
@@ -148,32 +165,32 @@ def _content(entry: object) -> str | None:
     return None
 
 
-def _from_tokenizer_config(file: Path) -> list[str]:
+def _from_tokenizer_config(file: Path) -> dict[str, int | None]:
     data = json.loads(file.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{file} does not hold a JSON object")
-    tokens = [e["content"] for e in (data.get("added_tokens_decoder") or {}).values()
-              if isinstance(e, dict) and e.get("special") and isinstance(e.get("content"), str)]
-    for key in ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
-                "mask_token"):
-        content = _content(data.get(key))
+    tokens: dict[str, int | None] = {}
+    for key, e in (data.get("added_tokens_decoder") or {}).items():
+        if isinstance(e, dict) and e.get("special") and isinstance(e.get("content"), str):
+            tokens[e["content"]] = int(key) if str(key).isdigit() else None
+    names = [_content(data.get(key)) for key in ("bos_token", "eos_token", "unk_token",
+                                                 "sep_token", "pad_token", "cls_token",
+                                                 "mask_token")]
+    names += [_content(entry) for entry in data.get("additional_special_tokens") or []]
+    for content in names:
         if content:
-            tokens.append(content)
-    for entry in data.get("additional_special_tokens") or []:
-        content = _content(entry)
-        if content:
-            tokens.append(content)
+            tokens.setdefault(content, None)
     return tokens
 
 
-def _from_gguf(file: Path) -> list[str]:
+def _from_gguf(file: Path) -> dict[str, int | None]:
     # gguf ships with the engine extra; without it the caller falls back to the built-in table.
     import gguf
     reader = gguf.GGUFReader(str(file))
     tokens = reader.fields["tokenizer.ggml.tokens"].contents()
     types = reader.fields["tokenizer.ggml.token_type"].contents()
     control = int(gguf.TokenType.CONTROL)
-    return [tok for tok, kind in zip(tokens, types) if kind == control]
+    return {tok: i for i, (tok, kind) in enumerate(zip(tokens, types)) if kind == control}
 
 
 MAX_JSON_DEPTH = 64

@@ -23,7 +23,9 @@ from proxy.policy.schema import check_response_format
 from proxy.policy.tools import check_tool_choice, check_tools
 from proxy.policy.validate import (expect_bool, expect_dict, expect_int, expect_list, expect_number,
                                    expect_str, invalid, short_repr, wrong_type)
-from proxy.policy.violation import FORBIDDEN_PARAMETER, UNKNOWN_PARAMETER, PolicyViolation
+from proxy.policy.violation import (FORBIDDEN_PARAMETER, UNKNOWN_PARAMETER, VALUE_OUT_OF_RANGE,
+                                    PolicyViolation)
+from proxy.watch.phrases import overlaps_refusal
 
 PASS, DROP, REJECT, PREFILL = "pass", "drop", "reject", "prefill"
 
@@ -75,14 +77,34 @@ def _top_k(value, param, ctx):
 
 def _stop(value, param, ctx):
     if type(value) is str:
-        return value
+        return _check_stop(value, param)
     stops = expect_list(value, param)
     if len(stops) > ctx.settings.max_stop_sequences:
         raise invalid(param, f"`{param}` holds {len(stops)} sequences; at most "
                       f"{ctx.settings.max_stop_sequences} are allowed.")
     for index, stop in enumerate(stops):
-        expect_str(stop, f"{param}[{index}]")
+        _check_stop(expect_str(stop, f"{param}[{index}]"), f"{param}[{index}]")
     return stops
+
+
+MAX_STOP_CHARS = 256
+
+
+def _check_stop(stop: str, param: str) -> str:
+    # A stop sequence inside a refusal's opening ends the answer before the watch can see the
+    # refusal, and the hold-back window then releases the harmful start it held.
+    if len(stop) > MAX_STOP_CHARS:
+        raise PolicyViolation(VALUE_OUT_OF_RANGE, f"`{param}` is longer than {MAX_STOP_CHARS} "
+                              "characters.", param, "stop")
+    if overlaps_refusal(stop):
+        raise PolicyViolation(FORBIDDEN_PARAMETER, f"`{param}` {short_repr(stop)} overlaps the "
+                              "words a refusal starts with; stopping there would hide a refusal "
+                              "from the answer watch.", param, "stop")
+    return stop
+
+
+def _repetition_penalty(value, param, ctx):
+    return expect_number(value, param, 1.0, ctx.settings.max_repetition_penalty)
 
 
 def _stream_options(value, param, ctx):
@@ -162,7 +184,7 @@ SAMPLING_FIELDS: dict[str, Rule] = {
     "min_p": Rule(PASS, "", "", _number(0.0, 1.0)),
     "presence_penalty": Rule(PASS, "", "", _number(-2.0, 2.0)),
     "frequency_penalty": Rule(PASS, "", "", _number(-2.0, 2.0)),
-    "repetition_penalty": Rule(PASS, "", "", _number(0.0, 2.0, low_open=True)),
+    "repetition_penalty": Rule(PASS, "sampling_cap", "", _repetition_penalty),
     "seed": Rule(PASS, "", "", _seed),
     "stop": Rule(PASS, "", "", _stop),
     "include_stop_str_in_output": Rule(PASS, "", "", _bool),

@@ -13,7 +13,9 @@ Rules (attack-surface.md):
 from __future__ import annotations
 
 from proxy.policy.context import PolicyContext
-from proxy.policy.control_tokens import reject_control_tokens
+import orjson
+
+from proxy.policy.control_tokens import reject_control_tokens, reject_control_tokens_in_json
 from proxy.policy.validate import (expect_dict, expect_list, expect_str, invalid, missing,
                                    short_repr, wrong_type)
 from proxy.policy.violation import (ASSISTANT_PREFILL, FORBIDDEN_PARAMETER, INVALID_MESSAGE_ORDER,
@@ -120,6 +122,8 @@ def _check_content(content: object, where: str, ctx: PolicyContext) -> str | lis
             parts.append({"type": "text", "text": text})
         else:
             # Operator-enabled media parts: the template renders a placeholder, not their strings.
+            # Still bounded (depth) and scanned, so nothing passed here can fail to encode later.
+            reject_control_tokens_in_json(part, at, ctx.control_tokens)
             parts.append(part)
     texts = [p["text"] for p in parts if p.get("type") == "text"]
     if len(texts) > 1:
@@ -152,8 +156,21 @@ def _check_tool_calls(value: object, where: str, ctx: PolicyContext) -> list[dic
             reject_control_tokens(expect_str(text, f"{at}.function.{key}"), f"{at}.function.{key}",
                                   ctx.control_tokens)
             out_function[key] = text
+        _check_arguments(out_function["arguments"], f"{at}.function.arguments", ctx)
         calls.append({"id": call_id, "type": "function", "function": out_function})
     return calls
+
+
+def _check_arguments(arguments: str, where: str, ctx: PolicyContext) -> None:
+    """The server JSON-decodes tool-call arguments before the template renders them, so
+    `\\u003c|im_start|\\u003e` in the raw text becomes a real control token: scan the decoded
+    values (keys included), not only the raw string."""
+    try:
+        decoded = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        raise invalid(where, f"`{where}` must be a JSON document (the server decodes it before "
+                      "rendering).") from None
+    reject_control_tokens_in_json(decoded, where, ctx.control_tokens)
 
 
 def _check_order(messages: list[dict], ctx: PolicyContext) -> None:

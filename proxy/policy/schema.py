@@ -1,30 +1,52 @@
-"""`response_format`: text and JSON mode pass, schemas that force exact text do not.
+"""`response_format`: text and JSON mode pass; a JSON schema passes only if it shapes structure.
 
-Guided decoding makes the model emit whatever a schema pins down. A string `const`, a string
-`enum`, a `pattern` (also on property names via `patternProperties`) or a string `default`
-writes text for the model: `{"const": "Sure, here is how"}` is a prefill. Numbers, booleans and
-free strings leave the words to the model and pass. vLLM's `structural_tag` and any other
-format type are rejected (they are structured-output grammars).
+Guided decoding makes the model emit whatever a schema pins down, and not only through the
+keywords that obviously write text (`const`, `enum`, `pattern`, `default`):
+- required property *names* are written verbatim, so a property named "Sure, here is how ...
+  Step 1:" forces those words as the start of the answer;
+- a keyword the check does not know (`$comment`, `title`, `x-anything`) can hold a sub-schema,
+  and `$ref` can point into it, so a denylist over the keys it walks lets `pattern` back in;
+- the grammar backend honours keywords a denylist has never heard of.
 
-Known residual: required property *names* are also emitted verbatim; keep names short in your
-schemas, or turn json_schema off (`allow_json_schema: false`).
+So the check is an allowlist: only the keywords below, property names that are short plain
+identifiers, `$ref` only into this schema's own `$defs`, bounded depth and size. The schema sent
+upstream is rebuilt from what was checked, so nothing unchecked can ride along.
 """
 
 from __future__ import annotations
+
+import re
 
 from proxy.policy.context import PolicyContext
 from proxy.policy.validate import expect_bool, expect_dict, expect_str, missing, short_repr
 from proxy.policy.violation import (FORBIDDEN_PARAMETER, FORBIDDEN_SCHEMA_KEYWORD,
                                     UNKNOWN_PARAMETER, VALUE_OUT_OF_RANGE, PolicyViolation)
 
-MAX_SCHEMA_DEPTH = 32
-# Keywords whose value maps names to sub-schemas.
-_NAMED_SCHEMAS = ("properties", "$defs", "definitions", "dependentSchemas")
-# Keywords whose value is data, not a schema: never descended into.
-_DATA_KEYWORDS = ("required", "examples", "description", "title", "type", "format", "$ref",
-                  "$schema", "$id", "$comment")
+MAX_SCHEMA_DEPTH = 16       # nested sub-schemas
+MAX_SCHEMA_NODES = 512      # sub-schemas in one schema
+MAX_PROPERTIES = 64         # properties of one object
+MAX_DEFS = 64
+MAX_UNION = 16              # anyOf / oneOf branches
+# Property (and $defs) names: what a programmer would write, short enough that a name cannot
+# carry a sentence. Spaces, punctuation and long names are how text gets forced.
+PROPERTY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}\Z")
+TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
+# Formats give the grammar a shape (a date, a uuid), never words.
+FORMATS = ("date-time", "date", "time", "duration", "email", "uuid", "uri", "ipv4", "ipv6",
+           "hostname")
+_COUNTS = ("minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties")
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+MAX_COUNT = 4096
+# Every keyword accepted; anything else is `forbidden_schema_keyword` with its path.
+ALLOWED_KEYWORDS = ("type", "properties", "required", "additionalProperties", "items", "anyOf",
+                    "oneOf", "$defs", "$ref", "format", "title", "description", "enum", "const", "default",
+                    *_COUNTS, *_BOUNDS)
+# Numbers, booleans and null pin a value, never words: accepted in `enum` / `const`.
+_NON_TEXT = (int, float, bool, type(None))
+_ALLOWED = frozenset(ALLOWED_KEYWORDS)
 _JSON_SCHEMA_KEYS = ("name", "description", "schema", "strict")
-_SCALAR = (int, float, bool, type(None))
+_REF = re.compile(r"#/\$defs/([A-Za-z_][A-Za-z0-9_]{0,31})\Z")
+_NUMBER = (int, float)
 
 
 def check_response_format(value: object, ctx: PolicyContext) -> dict:
@@ -52,47 +74,168 @@ def check_response_format(value: object, ctx: PolicyContext) -> dict:
         if item is None:
             continue
         if key == "strict":
-            expect_bool(item, param)
+            out[key] = expect_bool(item, param)
         elif key == "schema":
-            check_schema(expect_dict(item, param), param)
+            out[key] = check_schema(item, param)
+        elif key == "name":
+            out[key] = _name(expect_str(item, param), param)
         else:
-            expect_str(item, param)
-        out[key] = item
+            # The description is rendered nowhere by vLLM; it is bounded all the same.
+            out[key] = _bounded_text(expect_str(item, param), param)
     if "name" not in out:
         raise missing("response_format.json_schema.name")
     return {"type": "json_schema", "json_schema": out}
 
 
-def check_schema(schema: dict, param: str, depth: int = 0) -> None:
-    """Walk a JSON schema and reject the keywords that pin down text."""
-    if depth > MAX_SCHEMA_DEPTH:
-        raise PolicyViolation(VALUE_OUT_OF_RANGE, f"`{param}` is nested deeper than "
-                              f"{MAX_SCHEMA_DEPTH} levels.", param, "response_format_schema")
-    for key, item in schema.items():
-        at = f"{param}.{key}"
-        if key == "pattern" or key == "patternProperties":
-            _forbid(at, "a regular expression forces the exact characters of the answer")
-        elif key == "const" and type(item) not in _SCALAR:
-            _forbid(at, "a text constant forces the exact words of the answer")
-        elif key == "enum" and (type(item) is not list or any(type(v) not in _SCALAR for v in item)):
-            _forbid(at, "a list of texts forces the exact words of the answer")
-        elif key == "default" and type(item) not in _SCALAR:
-            _forbid(at, "a text default can force the exact words of the answer")
-        elif key in _DATA_KEYWORDS or key in ("const", "enum", "default"):
-            continue
-        elif key in _NAMED_SCHEMAS and type(item) is dict:
-            for name, sub in item.items():
-                if type(sub) is dict:
-                    check_schema(sub, f"{at}.{name}", depth + 1)
-        elif type(item) is dict:    # items, not, if/then/else, additionalProperties, unknown ones
-            check_schema(item, at, depth + 1)
-        elif type(item) is list:    # anyOf, oneOf, allOf, prefixItems, items as a list
-            for index, sub in enumerate(item):
-                if type(sub) is dict:
-                    check_schema(sub, f"{at}[{index}]", depth + 1)
+def check_schema(schema: object, param: str) -> dict:
+    """Check a JSON schema against the allowlist; return the rebuilt schema."""
+    walk = _SchemaWalk(schema, param)
+    return walk.rebuilt
 
 
-def _forbid(param: str, why: str) -> None:
-    raise PolicyViolation(FORBIDDEN_SCHEMA_KEYWORD, f"`{param}` is not accepted in a response "
-                          f"schema: {why}. Use a plain typed field instead.", param,
-                          "response_format_schema")
+class _SchemaWalk:
+    def __init__(self, schema: object, param: str) -> None:
+        self.nodes = 0
+        root = expect_dict(schema, param)
+        defs = root.get("$defs")
+        self.def_names = set(defs) if type(defs) is dict else set()
+        self.rebuilt = self.node(root, param, 0, is_root=True)
+
+    def node(self, schema: object, at: str, depth: int, is_root: bool = False) -> dict:
+        if type(schema) is not dict:
+            raise _forbidden(at, "a sub-schema must be an object")
+        self.nodes += 1
+        if depth > MAX_SCHEMA_DEPTH:
+            raise PolicyViolation(VALUE_OUT_OF_RANGE, f"`{at}` is nested deeper than "
+                                  f"{MAX_SCHEMA_DEPTH} levels.", at, "response_format_schema")
+        if self.nodes > MAX_SCHEMA_NODES:
+            raise PolicyViolation(VALUE_OUT_OF_RANGE, f"the response schema holds more than "
+                                  f"{MAX_SCHEMA_NODES} sub-schemas (at `{at}`).", at,
+                                  "response_format_schema")
+        out: dict = {}
+        for key, item in schema.items():
+            if key not in _ALLOWED:
+                raise _forbidden(f"{at}.{key}", "only structural keywords are accepted (" +
+                                 ", ".join(ALLOWED_KEYWORDS) + "); keywords that hold text, "
+                                 "patterns or unknown extensions can force the words of the answer")
+            # The commonest values are checked inline; the rest in `keyword` (paths are built
+            # only where a sub-schema or an error needs one).
+            if key == "type" and type(item) is str and item in TYPES:
+                out[key] = item
+            elif key in _COUNTS and type(item) is int and 0 <= item <= MAX_COUNT:
+                out[key] = item
+            else:
+                if key == "$defs" and not is_root:
+                    raise _forbidden(f"{at}.{key}", "`$defs` is accepted at the top of the schema "
+                                     "only")
+                out[key] = self.keyword(key, item, f"{at}.{key}", depth)
+        return out
+
+    def keyword(self, key: str, item: object, at: str, depth: int) -> object:
+        if key == "type":
+            kinds = item if type(item) is list else [item]
+            if not kinds or len(kinds) > len(TYPES) or any(k not in TYPES or type(k) is not str
+                                                           for k in kinds):
+                raise _forbidden(at, f"`type` must be one of {', '.join(TYPES)} (or a list of them)")
+            return item
+        if key == "properties":
+            return self.named(item, at, depth, MAX_PROPERTIES)
+        if key == "$defs":
+            return self.named(item, at, depth, MAX_DEFS)
+        if key == "required":
+            if type(item) is not list or len(item) > MAX_PROPERTIES:
+                raise _forbidden(at, f"`required` must be a list of at most {MAX_PROPERTIES} names")
+            for index, name in enumerate(item):
+                if type(name) is not str or PROPERTY_NAME.match(name) is None:
+                    _property_name(name, f"{at}[{index}]")
+            return list(item)
+        if key == "additionalProperties":
+            # `true` lets the model choose its own keys (its words, as in json_object mode); a
+            # sub-schema here would be a second, unnamed way in, so only booleans pass.
+            if type(item) is not bool:
+                raise _forbidden(at, "`additionalProperties` must be true or false")
+            return item
+        if key in ("const", "default"):
+            if type(item) not in _NON_TEXT:
+                raise _forbidden(at, "a text (or object/array) constant forces the exact words of "
+                                 "the answer")
+            return item
+        if key == "enum":
+            if (type(item) is not list or not item or len(item) > MAX_PROPERTIES
+                    or any(type(v) not in _NON_TEXT for v in item)):
+                raise _forbidden(at, "a list of texts forces the exact words of the answer; "
+                                 "`enum` may hold numbers, booleans and null only")
+            return list(item)
+        if key == "items":
+            return self.node(item, at, depth + 1)
+        if key in ("anyOf", "oneOf"):
+            if type(item) is not list or not item or len(item) > MAX_UNION:
+                raise _forbidden(at, f"`{key}` must be a list of 1 to {MAX_UNION} sub-schemas")
+            return [self.node(sub, f"{at}[{i}]", depth + 1) for i, sub in enumerate(item)]
+        if key == "$ref":
+            match = _REF.match(item) if type(item) is str else None
+            if match is None or match.group(1) not in self.def_names:
+                raise _forbidden(at, "`$ref` may only point to an entry of this schema's `$defs` "
+                                 "('#/$defs/<name>')")
+            return item
+        if key == "format":
+            if item not in FORMATS or type(item) is not str:
+                raise _forbidden(at, f"`format` must be one of {', '.join(FORMATS)}")
+            return item
+        if key in ("title", "description"):
+            # Guided decoding ignores descriptions; vLLM renders nothing of response_format into
+            # the prompt. Bounded so it cannot be a vehicle for size; a schema held here could
+            # be a `$ref` target in a lax backend, so only a string passes.
+            if type(item) is not str:
+                raise _forbidden(at, f"`{key}` must be a string")
+            return _bounded_text(item, at)
+        if key in _COUNTS:
+            if type(item) is not int or not 0 <= item <= MAX_COUNT:
+                raise _forbidden(at, f"`{key}` must be an integer between 0 and {MAX_COUNT}")
+            return item
+        # _BOUNDS: plain numbers
+        if type(item) not in _NUMBER or item != item or item in (float("inf"), float("-inf")):
+            raise _forbidden(at, f"`{key}` must be a finite number")
+        return item
+
+    def named(self, item: object, at: str, depth: int, limit: int) -> dict:
+        if type(item) is not dict or len(item) > limit:
+            raise _forbidden(at, f"must be an object of at most {limit} named sub-schemas")
+        out = {}
+        for name, sub in item.items():
+            if type(name) is not str or PROPERTY_NAME.match(name) is None:
+                _property_name(name, f"{at}.{short_repr(name, 40)}")
+            out[name] = self.node(sub, f"{at}.{name}", depth + 1)
+        return out
+
+
+def _property_name(name: object, at: str) -> str:
+    if type(name) is not str or PROPERTY_NAME.match(name) is None:
+        raise _forbidden(at, "property names must be plain identifiers (a letter or _, then "
+                         "letters, digits or _; at most 32 characters): guided decoding writes "
+                         f"them verbatim, so a name like {short_repr(name, 30)} would be words "
+                         "forced into the answer")
+    return name
+
+
+def _name(value: str, param: str) -> str:
+    if PROPERTY_NAME.match(value) is None and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value) is None:
+        raise PolicyViolation(FORBIDDEN_SCHEMA_KEYWORD, f"`{param}` must be 1 to 64 letters, "
+                              "digits, '_' or '-'.", param, "response_format_schema")
+    return value
+
+
+MAX_DESCRIPTION_CHARS = 2000
+
+
+def _bounded_text(value: str, param: str) -> str:
+    if len(value) > MAX_DESCRIPTION_CHARS:
+        raise PolicyViolation(VALUE_OUT_OF_RANGE, f"`{param}` is longer than "
+                              f"{MAX_DESCRIPTION_CHARS} characters.", param,
+                              "response_format_schema")
+    return value
+
+
+def _forbidden(param: str, why: str) -> PolicyViolation:
+    return PolicyViolation(FORBIDDEN_SCHEMA_KEYWORD, f"`{param}` is not accepted in a response "
+                           f"schema: {why}.", param, "response_format_schema")

@@ -14,6 +14,17 @@ KNOWN_PART_TYPES = ("text", "image_url", "input_audio", "video_url", "file")
 class PolicySettings(BaseModel):
     # Caps on sampling fields: best-of-N and long generations are attack multipliers.
     max_tokens_cap: int = Field(4096, gt=0)
+    # Sent upstream when the client sets neither max_tokens nor max_completion_tokens; without
+    # it the upstream may generate up to its context length.
+    default_max_tokens: int = Field(1024, gt=0)
+    # repetition_penalty also acts on the prompt's tokens: far from 1 it is a weak logit_bias
+    # (above 1 it pushes away from the words of a refusal seen in the prompt, below 1 it pulls
+    # the model towards repeating client text). Accepted range: [1.0, this].
+    max_repetition_penalty: float = Field(1.2, ge=1.0, le=2.0)
+    # Log-probabilities of the first tokens of an answer tell an automated attacker how close
+    # the model is to complying (P("Sure") at token 0): they are withheld (null) for this many
+    # tokens of every choice; later tokens get theirs. 0 = never withheld.
+    logprobs_withheld_tokens: int = Field(8, ge=0)
     max_n: int = Field(4, ge=1)
     # top_logprobs (chat) and logprobs (completions) above this are rejected; -1 ("all") always is.
     max_top_logprobs: int = Field(5, ge=0)
@@ -39,6 +50,20 @@ class PolicySettings(BaseModel):
     generation_header: str | None = None
     # Check the upstream's rendered prompt in the first chunk (return_prompt_text).
     check_rendered_prompt: bool = True
+    # The served tokenizer must be readable at start-up (its special tokens are scanned for and
+    # its token ids checked in the rendered prompt). False = start with the built-in table only.
+    require_tokenizer: bool = True
+    # `verified`: an assistant turn in a request is accepted only if this deployment wrote that
+    # exact text for the same API key (see proxy/history.py); `open`: any history is accepted.
+    history: str = Field("open", pattern="^(open|verified)$")
+
+    @field_validator("default_max_tokens")
+    @classmethod
+    def _default_within_cap(cls, value: int, info) -> int:
+        cap = info.data.get("max_tokens_cap")
+        if cap is not None and value > cap:
+            raise ValueError(f"default_max_tokens ({value}) must not exceed max_tokens_cap ({cap})")
+        return value
 
     @field_validator("allowed_content_part_types")
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from proxy.policy.context import PolicyContext
 from proxy.policy.control_tokens import reject_control_tokens, reject_control_tokens_in_json
+from proxy.policy.schema import check_schema
 from proxy.policy.validate import (expect_bool, expect_dict, expect_list, expect_str, invalid,
                                    missing, short_repr, wrong_type)
 from proxy.policy.violation import (FORBIDDEN_PARAMETER, TOOL_NOT_ALLOWED, UNKNOWN_PARAMETER,
@@ -27,6 +28,7 @@ def check_tools(value: object, ctx: PolicyContext) -> list[dict]:
                               f"{MAX_TOOLS} are allowed.", "tools", "tools")
     allowed_names = ctx.settings.allowed_tool_names
     matcher = ctx.control_tokens
+    forcing = bool({"required", "named"} & set(ctx.settings.allowed_tool_choices))
     out = []
     for index, tool in enumerate(tools):
         at = f"tools[{index}]"
@@ -55,6 +57,10 @@ def check_tools(value: object, ctx: PolicyContext) -> list[dict]:
                 expect_bool(item, param)
             elif key == "parameters":
                 reject_control_tokens_in_json(expect_dict(item, param), param, matcher)
+                if forcing:
+                    # A forced call decodes the arguments under this schema: the same allowlist
+                    # as response_format, or its property names write the answer.
+                    item = check_schema(item, param)
             else:
                 reject_control_tokens(expect_str(item, param), param, matcher)
             rebuilt[key] = item

@@ -31,11 +31,41 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def _serve(request: Request, route: str) -> Response:
     state = request.app.state
     key = authenticate(request)
-    raw = await read_body(request, state.settings.server.max_body_bytes)
-    served_model = await state.served_model.resolve()
-    return await state.chat.handle(raw, served_model, bool(key and key.allow_prefill),
-                                   request_id(request), received_at(request), request.receive,
-                                   route)
+    # The slot is held until the response object is built; a streamed answer goes on after
+    # that, so its slot is released by the stream's own end (see `_hold_until_sent`).
+    slots = state.key_slots.hold(key)
+    await slots.__aenter__()
+    try:
+        raw = await read_body(request, state.settings.server.max_body_bytes)
+        served_model = await state.served_model.resolve()
+        response = await state.chat.handle(raw, served_model, bool(key and key.allow_prefill),
+                                           request_id(request), received_at(request),
+                                           request.receive, route,
+                                           key_id=key.key if key is not None else "")
+    except BaseException:
+        await slots.__aexit__(None, None, None)
+        raise
+    return _hold_until_sent(response, slots)
+
+
+class _ReleaseWhenSent(Response):
+    """Sends the wrapped response, then releases the key's slot (also when the client left)."""
+
+    def __init__(self, inner: Response, slots) -> None:   # noqa: super().__init__ not wanted
+        self.inner = inner
+        self.slots = slots
+        self.background = None
+        self.status_code = inner.status_code
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            await self.slots.__aexit__(None, None, None)
+
+
+def _hold_until_sent(response: Response, slots) -> Response:
+    return _ReleaseWhenSent(response, slots)
 
 
 @router.post(CHAT_ROUTE, openapi_extra=CHAT_OPENAPI)

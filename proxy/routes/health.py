@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from proxy.errors import JSON
-from proxy.readiness import probe
+from proxy.readiness import current
 
 router = APIRouter()
 
@@ -17,7 +17,8 @@ async def healthz() -> dict:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSON:
-    result = await probe(request.app.state)
+    state = request.app.state
+    result = await current(state, state.settings.upstream.probe_interval_s)
     if not result.ready:
         return JSON({"status": "unavailable", "reason": result.reason}, status_code=503)
     return JSON({"status": "ready", "model": result.model})

@@ -124,3 +124,29 @@ def lower_same_length(text: str) -> str:
     if len(lowered) == len(text):
         return lowered
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+
+
+# How refusals usually open, for the `stop` rule of the policy: a stop sequence that is part of
+# one of these (or holds a refusal keyword) would end the answer at the refusal before the watch
+# could see it, and the hold-back window would then release what it held.
+REFUSAL_OPENINGS = (
+    "i'm sorry", "i am sorry", "sorry", "i apologize", "i apologise", "my apologies",
+    "unfortunately", "i can't", "i cannot", "i can not", "i won't", "i will not", "i'm unable",
+    "i am unable", "i'm not able", "i am not able", "i'm not going to", "i must decline",
+    "i have to decline", "i refuse", "i decline", "as an ai", "against my guidelines",
+    "it's not appropriate", "it is not appropriate",
+)
+_ANY_KEYWORD = re.compile("|".join(f"(?:{expand_fragment(k)})" for group in
+                                   REFUSAL_KEYWORDS.values() for k in group))
+
+
+def overlaps_refusal(text: str) -> bool:
+    """Whether a stop sequence could cut an answer inside the opening of a refusal: it is part
+    of a usual opening ("I", "sorry", " can"), holds one ("Sorry, but"), or holds a keyword of
+    any language's phrases ("cannot", "désolé", "できません")."""
+    lowered = lower_same_length(text).replace("’", "'")
+    if not lowered:
+        return False
+    if any(lowered in opening or opening in lowered for opening in REFUSAL_OPENINGS):
+        return True
+    return _ANY_KEYWORD.search(lowered) is not None

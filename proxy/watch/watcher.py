@@ -57,8 +57,11 @@ class ChoiceWatch:
         self._piece_chars: list[int] = []
         self._piece_tokens: list[int] = []
         self._piece_sizes: list[int] = []
-        # Held pieces: (text, first char offset, first token index, n_tokens).
-        self._held: deque[tuple[str, int, int, int]] = deque()
+        # Held pieces: (text, first char offset, first token index, n_tokens, tag).
+        self._held: deque[tuple[str, int, int, int, object]] = deque()
+        # Pushed pieces dropped whole, and whether the latest release was cut mid-piece: lets a
+        # caller keep per-piece data (logprobs, the field a piece came from) in step.
+        self.dropped_pieces = 0
         self._chars = 0
         self._tokens = 0
         self._released_tokens = 0
@@ -73,6 +76,16 @@ class ChoiceWatch:
 
     def push(self, text: str, n_tokens: int = 1) -> list[str]:
         """Add the next piece (`n_tokens` model tokens); return the pieces to release now."""
+        return [piece for piece, _ in self.push_tagged(text, n_tokens)]
+
+    def push_tagged(self, text: str, n_tokens: int = 1, tag: object = None,
+                    scan_as: str | None = None) -> list[tuple[str, object]]:
+        """`push` for a caller that streams several fields through one watch: each released
+        piece comes back with the tag it was pushed with (a cut piece keeps its tag).
+        `scan_as`: what the detector reads instead of `text`, same length (e.g. JSON with its
+        quotes blanked)."""
+        if scan_as is not None and len(scan_as) != len(text):
+            raise ValueError("scan_as must have the length of text")
         if self._outcome is not None:
             raise RuntimeError("push() after finish(): the answer has ended")
         if not isinstance(n_tokens, int) or n_tokens < 0:
@@ -84,29 +97,32 @@ class ChoiceWatch:
         if self._onset_char is not None:
             # The refusal is under way: nothing left to protect, pass it straight through.
             self._released_tokens += n_tokens
-            return [text]
+            return [(text, tag)]
 
         self._piece_chars.append(char_start)
         self._piece_tokens.append(token_start)
         self._piece_sizes.append(n_tokens)
-        onset = self._scanner.feed(text)
+        onset = self._scanner.feed(text if scan_as is None else scan_as)
 
         if self._window == 0:
             self._released_tokens += n_tokens
             if onset is not None:
                 self._on_onset(onset)
-            return [text]
+            return [(text, tag)]
 
-        self._held.append((text, char_start, token_start, n_tokens))
+        self._held.append((text, char_start, token_start, n_tokens, tag))
         if onset is not None:
             return self._on_onset(onset)
         return self._release_aged()
 
     def finish(self) -> list[str]:
         """End of the answer: release what is still held (minus anything dropped)."""
+        return [piece for piece, _ in self.finish_tagged()]
+
+    def finish_tagged(self) -> list[tuple[str, object]]:
         if self._outcome is not None:
             raise RuntimeError("finish() called twice")
-        released: list[str] = []
+        released: list[tuple[str, object]] = []
         if self._onset_char is None:
             onset = self._scanner.close()
             if onset is not None:
@@ -139,41 +155,42 @@ class ChoiceWatch:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _release_aged(self) -> list[str]:
+    def _release_aged(self) -> list[tuple[str, object]]:
         # A piece whose last token is t leaves once token t + W exists (tokens > t + W).
         released = []
         held, limit = self._held, self._tokens - self._window
         while held and held[0][2] + held[0][3] <= limit:
-            text, _, _, n = held.popleft()
+            text, _, _, n, tag = held.popleft()
             self._released_tokens += n
-            released.append(text)
+            released.append((text, tag))
         return released
 
-    def _release_all(self) -> list[str]:
-        released = [piece[0] for piece in self._held]
+    def _release_all(self) -> list[tuple[str, object]]:
+        released = [(piece[0], piece[4]) for piece in self._held]
         self._released_tokens += sum(piece[3] for piece in self._held)
         self._held.clear()
         return released
 
-    def _on_onset(self, onset: int) -> list[str]:
+    def _on_onset(self, onset: int) -> list[tuple[str, object]]:
         """Record the onset; drop held content before it and release the refusal."""
         self._onset_char = onset
         self._onset_token = self._token_at(onset)
         released_earlier = self._released_tokens
-        released: list[str] = []
+        released: list[tuple[str, object]] = []
         dropped_text = False
         while self._held:
-            text, char_start, _, n = self._held[0]
+            text, char_start, _, n, tag = self._held[0]
             if char_start + len(text) <= onset and char_start < onset:
                 self._held.popleft()            # wholly before the onset: never sent
                 self._dropped_tokens += n
+                self.dropped_pieces += 1
                 dropped_text = dropped_text or not text.isspace()
                 continue
             if char_start < onset:              # the onset falls inside this piece
                 self._held.popleft()
                 head = text[:onset - char_start]
                 dropped_text = dropped_text or not head.isspace()
-                released.append(text[onset - char_start:])
+                released.append((text[onset - char_start:], tag))
                 self._released_tokens += n
             break
         # What the client had before this call lies before the onset, unless the onset itself

@@ -31,7 +31,11 @@ ROUTE = "/v1/chat/completions"
 
 @pytest.fixture(scope="module")
 def soak_proxy(quiet_stub, log_dir):
-    proxy = launch_proxy(quiet_stub.url, log_dir, {"DEEPGUARD_SERVER_LOG_LEVEL": "warning"})
+    # One client opens every stream here: lift the per-key concurrency limit (half the upstream
+    # connections by default) above the stream count; the soak measures the proxy, not the limit.
+    proxy = launch_proxy(quiet_stub.url, log_dir, {
+        "DEEPGUARD_SERVER_LOG_LEVEL": "warning",
+        "DEEPGUARD_AUTH_MAX_CONCURRENT_PER_KEY": str(2 * STREAMS)})
     yield proxy
     proxy.stop()
 

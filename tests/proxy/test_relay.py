@@ -84,7 +84,7 @@ def test_rendered_prompt_check_runs_on_the_first_chunk_before_any_content():
                                 message="bad", vector="rendered_prompt")
     seen = []
 
-    def check(prompt_text: str):
+    def check(prompt_text: str, prompt_token_ids: list | None):
         seen.append(prompt_text)
         return violation
 

@@ -12,6 +12,11 @@ Scripts: POST /_scripts {"name": {...}} registers answers; a request whose last 
     prompt_text: str               optional, overrides the rendered prompt
     delay_s: float                 pause before each piece (to test timing and cancellation)
     fault: null | "hang" | "close_mid_stream" | "malformed_json" | "status"   (status: answer `status` with `body`)
+    marker_ids: {marker: id}       optional: prompt_token_ids as a tokenizer with these special
+                                   tokens would give (each marker one id, other text 1000+)
+    extra_prompt_ids: list[int]    optional: ids appended to prompt_token_ids (a forged marker)
+    deltas: list[dict]             optional: raw deltas streamed after `pieces` (reasoning,
+                                   tool calls, refusal fields)
     status: int, body: str         for fault "status"
 Without a script the answer is `--pieces` copies of " tok" (fast path for benchmarks).
 
@@ -68,6 +73,20 @@ def _script_for(state: StubState, body: dict) -> dict:
     return {"pieces": [" tok"] * state.default_pieces}
 
 
+def marker_token_ids(text: str, marker_ids: dict[str, int]) -> list[int]:
+    """Prompt ids as a tokenizer with these special tokens would give: one id per marker,
+    about one id per four characters of other text."""
+    pattern = re.compile("|".join(re.escape(m) for m in sorted(marker_ids, key=len, reverse=True)))
+    ids, at = [], 0
+    for match in pattern.finditer(text):
+        ids += [1000 + i for i in range(max(1, (match.start() - at) // 4))] if match.start() > at else []
+        ids.append(marker_ids[match.group()])
+        at = match.end()
+    if at < len(text):
+        ids += [1000 + i for i in range(max(1, (len(text) - at) // 4))]
+    return ids
+
+
 def build_app(state: StubState) -> Starlette:
     async def completions(request: Request) -> Response:
         return await chat(request, text_mode=True)
@@ -101,7 +120,9 @@ def build_app(state: StubState) -> Starlette:
         created = int(time.time())
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         prompt_text = script.get("prompt_text") or render_chatml(body.get("messages") or [])
-        prompt_ids = list(range(len(prompt_text) // 4))
+        prompt_ids = (marker_token_ids(prompt_text, script["marker_ids"])
+                      if script.get("marker_ids") else list(range(len(prompt_text) // 4)))
+        prompt_ids += script.get("extra_prompt_ids") or []
         want_ids = bool(body.get("return_token_ids"))
         want_prompt = bool(body.get("return_prompt_text"))
         completion_tokens = sum(len(x) for x in ids)
@@ -164,6 +185,8 @@ def build_app(state: StubState) -> Starlette:
                         continue
                     yield chunk({"content": piece},
                                 choice_extra={"token_ids": ids[i]} if want_ids else None)
+                for j, delta in enumerate(script.get("deltas") or ()):
+                    yield chunk(delta, choice_extra={"token_ids": [2000 + j]} if want_ids else None)
                 yield chunk({}, finish_reason=finish)
                 if include_usage:
                     u = {"id": rid, "object": "chat.completion.chunk", "created": created,

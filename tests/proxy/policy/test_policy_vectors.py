@@ -191,7 +191,8 @@ def test_harmless_defaults_are_accepted_and_not_forwarded(ctx):
     out = check_chat_request(chat(USER, echo=False, continue_final_message=False,
                                   add_generation_prompt=True, logit_bias={}, min_tokens=0,
                                   ignore_eos=False, use_beam_search=False, tools=None), ctx)
-    assert out == {"model": MODEL, "messages": [USER]}
+    # The default max_tokens is always set: without it the upstream may run to its context.
+    assert out == {"model": MODEL, "messages": [USER], "max_tokens": 1024}
 
 
 def test_red_team_key_may_prefill(red_team_ctx):
