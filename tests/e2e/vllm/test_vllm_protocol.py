@@ -84,17 +84,27 @@ def test_the_proxy_keeps_vllm_extensions_from_clients(vllm_stack: VllmStack):
         assert f'"{field}"' not in raw
 
 
-def test_n_logprobs_and_stop_through_the_proxy(vllm_stack: VllmStack):
-    client = proxy_client(vllm_stack)
-    answer = client.chat.completions.create(
-        model=SERVED_NAME, messages=user("Write two sentences about the sea."), max_tokens=40,
-        n=2, logprobs=True, top_logprobs=2, stop=["."])
+def test_n_and_stop_through_the_proxy(vllm_stack: VllmStack):
+    answer = proxy_client(vllm_stack).chat.completions.create(
+        model=SERVED_NAME, messages=user("Write two sentences about the sea."), max_tokens=60,
+        n=2, stop=["."])
     assert len(answer.choices) == 2
     for choice in answer.choices:
-        assert "." not in choice.message.content
-        entries = choice.logprobs.content
-        assert entries and all(len(e.top_logprobs) == 2 for e in entries)
-        assert choice.message.content[:10] in "".join(e.token for e in entries)
+        assert choice.message.content.strip() and "." not in choice.message.content
+        assert choice.finish_reason == "stop"
+
+
+def test_logprobs_come_back_after_the_withheld_first_tokens(vllm_stack: VllmStack):
+    """vLLM's logprobs reach the client, less the first 8 tokens' (P("Sure") at the first token
+    is what an automated attacker searches on; docs/policy.md)."""
+    answer = proxy_client(vllm_stack).chat.completions.create(
+        model=SERVED_NAME, messages=user("Describe the sea in three sentences."), max_tokens=24,
+        temperature=0, logprobs=True, top_logprobs=2)
+    choice = answer.choices[0]
+    entries = choice.logprobs.content
+    assert 0 < len(entries) <= answer.usage.completion_tokens - 8
+    assert all(len(e.top_logprobs) == 2 for e in entries)
+    assert choice.message.content.endswith("".join(e.token for e in entries))
 
 
 def test_multi_turn_conversations_pass_the_rendered_prompt_check(vllm_stack: VllmStack):
