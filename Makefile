@@ -48,7 +48,7 @@ tools: install
 	@if [ -f scripts/install-tools.sh ]; then bash scripts/install-tools.sh; fi
 
 test: install tools
-	PATH="$(CURDIR)/.tools/bin:$$PATH" $(VENV)/bin/pytest -q -ra
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(VENV)/bin/pytest -q -ra --durations=15
 
 bench: install
 	$(PY) bench/run_all.py

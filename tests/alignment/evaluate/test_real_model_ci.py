@@ -18,6 +18,10 @@ import pytest
 
 from tests.support.processes import ROOT, SHARED, deepguard_cmd
 
+# Each test runs whole `deepguard eval` jobs on the real model in subprocesses: a few CPU-minutes,
+# more while vLLM warms up beside them at the start of the suite.
+pytestmark = pytest.mark.timeout(900)
+
 XSTEST = SHARED / "data" / "xstest" / "xstest_safe_prompts.csv"
 TASKS = SHARED / "data" / "self-instruct" / "user_oriented_instructions.jsonl"
 SMALL = ["--limit", "2", "--max-new-tokens", "12", "--batch-size", "2"]
