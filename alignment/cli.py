@@ -23,6 +23,9 @@ def register(subparsers) -> None:
     build.add_argument("--n-benign", type=int, default=64, help="benign pairs to build (0 = all)")
     build.add_argument("--n-contrast", type=int, default=0,
                        help="also this many packaged benign prompts that sound harmful (-1 = all; against over-refusal)")
+    build.add_argument("--breadth", action="store_true",
+                       help="harmful prompts from every offline source (AdvBench, Do-Not-Answer, ...) in phrasing "
+                            "families, plus benign prompts phrased the same way; evaluation splits held out")
     build.add_argument("--model", default="default", help="model being aligned (benign answers are distilled from it)")
     build.add_argument("--harmful-model", default="default", help="unaligned model that writes harmful answers")
     build.add_argument("--harmful-tokens", type=int, default=64, help="max new tokens per harmful answer")
@@ -76,7 +79,7 @@ def _data_build(args: argparse.Namespace) -> int:
 
     build_data(BuildConfig(
         out_dir=args.out, harmful_sources=args.harmful_sources or ["advbench"], benign_files=args.benign_files,
-        n_harmful=args.n_harmful, n_benign=args.n_benign, n_contrast=args.n_contrast, model=args.model, harmful_model=args.harmful_model,
+        n_harmful=args.n_harmful, n_benign=args.n_benign, n_contrast=args.n_contrast, breadth=args.breadth, model=args.model, harmful_model=args.harmful_model,
         harmful_tokens=args.harmful_tokens, benign_tokens=args.benign_tokens, batch_size=args.batch_size,
         teacher_url=args.teacher_url, teacher_model=args.teacher_model, teacher_refusals=args.teacher_refusals,
         teacher_benign=args.teacher_benign, seed=args.seed,
