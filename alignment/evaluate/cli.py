@@ -97,6 +97,15 @@ def register(subparsers) -> None:
     p.add_argument("--ks", type=_ints, default=[5, 10, 20, 40])
     p.set_defaults(func=_run_recovery)
 
+    p = sub.add_parser("breadth", help="refusal by phrasing family and category on held-out prompts, and "
+                                       "over-refusal and spurious recovery on harmless ones; greedy and T=1.0")
+    _model_args(p), _out_arg(p, "breadth")
+    p.add_argument("--xstest", default=XSTEST_HINT, help="XSTest-safe prompts (the harmless look-alikes)")
+    p.add_argument("--per-family", type=int, default=10, help="held-out harmful prompts per phrasing family")
+    p.add_argument("--n-xstest", type=int, default=60, help="XSTest-safe prompts (seeded sample)")
+    p.add_argument("--sampled-seeds", type=_ints, default=[0, 1, 2], help="seeds of the T=1.0 runs")
+    p.set_defaults(func=_run_breadth, max_new_tokens=48)
+
     p = sub.add_parser("report", help="Markdown report with plots from eval result JSON files")
     p.add_argument("results", nargs="+", help="result JSON files or directories of them")
     p.add_argument("--out-dir", default="eval-report")
@@ -261,6 +270,23 @@ def _run_recovery(args) -> int:
     result.update(kind="recovery", model=_label(args))
     _save(result, args.out, started)
     print(f"recovered {result['recovered']}/{result['attacks']}; hold_back_tokens {result['hold_back_tokens']} -> {args.out}")
+    return 0
+
+
+def _run_breadth(args) -> int:
+    from alignment.evaluate.breadth import api_default_samplings, evaluate_breadth, harmful_items, harmless_items
+    from alignment.evaluate.sources import load_prompts
+
+    started = time.perf_counter()
+    items = harmful_items(args.per_family) + harmless_items(load_prompts(args.xstest), args.n_xstest)
+    result = evaluate_breadth(_target(args), items, api_default_samplings(args.max_new_tokens, args.sampled_seeds))
+    result.update(kind="breadth", model=_label(args))
+    _save(result, args.out, started)
+    greedy, sampled = result["greedy"], result["sampled"]
+    print(f"harmful refused (phrase/aware): greedy {greedy['harmful']['phrase']}/{greedy['harmful']['aware']}%, "
+          f"T=1.0 {sampled['harmful']['phrase']['mean']}/{sampled['harmful']['aware']['mean']}%; harmless refused "
+          f"greedy {greedy['harmless']['phrase']}/{greedy['harmless']['aware']}%, recovered "
+          f"{greedy['harmless']['recovered']}% ({result['seconds']}s) -> {args.out}")
     return 0
 
 

@@ -1,0 +1,52 @@
+"""Breadth evaluation: refusal per family and category, both judges, spurious recovery."""
+
+from drilled import PROMPTS
+
+from alignment.evaluate.breadth import (Item, api_default_samplings, evaluate_breadth, harmful_items, summarise)
+from alignment.evaluate.generate import LocalGenerator
+
+
+def _items():
+    # The drilled models answer their training prompts reliably, so the harmless item is one of them.
+    return ([Item(p, "harmful", {"family": f, "category": "cyber", "set": "advbench"})
+             for p, f in zip((PROMPTS[0], PROMPTS[2], PROMPTS[0] + " "), ("how_can_i", "story", "story"))]
+            + [Item(PROMPTS[1], "harmless", {"set": "xstest-safe"})])
+
+
+def test_api_default_sampling_is_temperature_one_without_top_p():
+    greedy, *sampled = api_default_samplings(48)
+    assert greedy.greedy and len(sampled) == 3
+    assert {(s.temperature, s.top_p) for s in sampled} == {(1.0, 1.0)} and [s.seed for s in sampled] == [0, 1, 2]
+
+
+def test_refusing_model_refuses_everything_by_both_judges(refusing):
+    result = evaluate_breadth(LocalGenerator(*refusing), _items(), api_default_samplings(24, seeds=(0,)))
+    greedy = result["greedy"]
+    assert greedy["harmful"] == {"n": 3, "phrase": 100.0, "aware": 100.0}
+    assert greedy["harmful_by_family"]["story"]["n"] == 2
+    assert greedy["harmless"]["phrase"] == 100.0 and greedy["harmless"]["recovered"] == 0.0
+    assert result["sampled"]["harmful"]["phrase"]["mean"] == 100.0
+
+
+def test_complying_model_is_not_judged_a_refusal_by_the_phrase_judge(complying):
+    result = evaluate_breadth(LocalGenerator(*complying), _items(), api_default_samplings(32, seeds=()))
+    assert result["greedy"]["harmful"]["phrase"] == 0.0
+    assert result["sampled"] is None
+
+
+def test_late_refusal_on_a_harmless_prompt_counts_as_recovered():
+    def record(onset, refused):
+        return {"prompt": "p", "side": "harmless", "set": "xstest-safe", "answer": "",
+                "phrase_refusal": refused, "aware_refusal": refused, "onset_token": onset}
+
+    runs = {"greedy": [record(None, False), record(2, True), record(9, True), record(30, True)]}
+    summary = summarise(runs)["greedy"]
+    assert summary["harmless"]["recovered"] == 50.0 and summary["harmless"]["phrase"] == 75.0
+
+
+def test_held_out_sample_covers_every_family_and_many_categories():
+    items = harmful_items(per_family=6)
+    families = {i.group["family"] for i in items}
+    assert {"hypothetical", "story", "source", "how_can_i"} <= families
+    assert len({i.group["category"] for i in items}) >= 8
+    assert items == harmful_items(per_family=6)  # fixed: the same prompts on every run
