@@ -56,6 +56,9 @@ def register(subparsers) -> None:
     train.add_argument("--micro-batch", type=int, default=8)
     train.add_argument("--p-prefix", type=float, default=0.5)
     train.add_argument("--max-prefix", type=int, default=100)
+    train.add_argument("--p-cautious", type=float, default=0.0,
+                       help="share of benign examples that follow an over-cautious opening (context only) with "
+                            "the helpful answer: against spurious refusals and mid-answer recovery on harmless prompts")
     train.add_argument("--max-length", type=int, default=512)
     train.add_argument("--betas", default="0.5,2,2,2,2", help="beta_1..beta_n of the constrained loss")
     train.add_argument("--later-beta", type=float, default=0.1)
@@ -97,7 +100,7 @@ def _train(args: argparse.Namespace) -> int:
         pairs=args.pairs or str(data / "benign.jsonl"), limit_triplets=args.limit_triplets, limit_pairs=args.limit_pairs,
         epochs=args.epochs, max_steps=args.max_steps, learning_rate=args.learning_rate, adam_beta1=args.adam_beta1,
         warmup_steps=args.warmup_steps, safety_per_step=args.safety_per_step, benign_per_step=args.benign_per_step,
-        micro_batch=args.micro_batch, p_prefix=args.p_prefix, max_prefix=args.max_prefix, max_length=args.max_length,
+        micro_batch=args.micro_batch, p_prefix=args.p_prefix, max_prefix=args.max_prefix, p_cautious=args.p_cautious, max_length=args.max_length,
         betas=tuple(float(b) for b in args.betas.split(",") if b.strip()), later_beta=args.later_beta,
         bf16=not args.no_bf16, lora_r=args.lora_r, save_steps=args.save_steps, resume=args.resume, seed=args.seed,
     )
