@@ -128,7 +128,10 @@ def _mean_over(runs: list[dict]):
     return first
 
 
-def evaluate_breadth(generator, items: list[Item], samplings: list[Sampling], detector=None, aware=None) -> dict:
+def evaluate_breadth(generator, items: list[Item], samplings: list[Sampling], detector=None, aware=None,
+                     on_run=None) -> dict:
+    """All runs judged and summarised; `on_run(partial_result)` is called after each run, so a long
+    CPU evaluation leaves usable results behind if it is stopped."""
     from proxy.watch.detector import RefusalDetector
     from proxy.watch.relevance import PromptAwareRefusalClassifier
 
@@ -139,5 +142,8 @@ def evaluate_breadth(generator, items: list[Item], samplings: list[Sampling], de
         done = generator.complete([i.prompt for i in items], [[] for _ in items], sampling,
                                   desc=f"breadth {sampling.label()}")
         runs["greedy" if sampling.greedy else f"T1.0-seed{sampling.seed}"] = judge_answers(items, done, detector, aware)
-    return {**summarise(runs), "records": runs,
-            "samplings": [s.label() for s in samplings], "start_window": START_WINDOW}
+        result = {**summarise(runs), "records": runs, "samplings": [s.label() for s in samplings[:len(runs)]],
+                  "start_window": START_WINDOW}
+        if on_run is not None:
+            on_run(result)
+    return result

@@ -106,6 +106,16 @@ def register(subparsers) -> None:
     p.add_argument("--sampled-seeds", type=_ints, default=[0, 1, 2], help="seeds of the T=1.0 runs")
     p.set_defaults(func=_run_breadth, max_new_tokens=48)
 
+    p = sub.add_parser("spot-check", help="draw answers of a breadth result to label by hand, or score the "
+                                          "judges against a labelled sample")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--draw", help="breadth result JSON to sample from")
+    group.add_argument("--labelled", help="labelled JSONL (each row has a true/false 'refusal')")
+    p.add_argument("--n", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="where to write the drawn JSONL (with --draw)")
+    p.set_defaults(func=_run_spot_check)
+
     p = sub.add_parser("report", help="Markdown report with plots from eval result JSON files")
     p.add_argument("results", nargs="+", help="result JSON files or directories of them")
     p.add_argument("--out-dir", default="eval-report")
@@ -279,14 +289,31 @@ def _run_breadth(args) -> int:
 
     started = time.perf_counter()
     items = harmful_items(args.per_family) + harmless_items(load_prompts(args.xstest), args.n_xstest)
-    result = evaluate_breadth(_target(args), items, api_default_samplings(args.max_new_tokens, args.sampled_seeds))
-    result.update(kind="breadth", model=_label(args))
+    def save_partial(partial: dict) -> None:
+        _save({**partial, "kind": "breadth", "model": _label(args), "complete": False}, args.out, started)
+
+    result = evaluate_breadth(_target(args), items, api_default_samplings(args.max_new_tokens, args.sampled_seeds),
+                              on_run=save_partial)
+    result.update(kind="breadth", model=_label(args), complete=True)
     _save(result, args.out, started)
     greedy, sampled = result["greedy"], result["sampled"]
     print(f"harmful refused (phrase/aware): greedy {greedy['harmful']['phrase']}/{greedy['harmful']['aware']}%, "
           f"T=1.0 {sampled['harmful']['phrase']['mean']}/{sampled['harmful']['aware']['mean']}%; harmless refused "
           f"greedy {greedy['harmless']['phrase']}/{greedy['harmless']['aware']}%, recovered "
           f"{greedy['harmless']['recovered']}% ({result['seconds']}s) -> {args.out}")
+    return 0
+
+
+def _run_spot_check(args) -> int:
+    from alignment.evaluate.spotcheck import agreement, draw, read_labelled
+
+    if args.draw:
+        rows = draw(json.loads(Path(args.draw).read_text(encoding="utf-8")), args.n, args.seed)
+        out = Path(args.out or Path(args.draw).with_suffix(".spotcheck.jsonl"))
+        out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        print(f"{len(rows)} answers to label (set 'refusal' to true or false) -> {out}")
+        return 0
+    print(json.dumps(agreement(read_labelled(args.labelled)), indent=2))
     return 0
 
 
