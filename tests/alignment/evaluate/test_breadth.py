@@ -50,3 +50,20 @@ def test_held_out_sample_covers_every_family_and_many_categories():
     assert {"hypothetical", "story", "source", "how_can_i"} <= families
     assert len({i.group["category"] for i in items}) >= 8
     assert items == harmful_items(per_family=6)  # fixed: the same prompts on every run
+
+
+def test_report_puts_breadth_models_side_by_side(tmp_path):
+    from alignment.evaluate.report import write_report
+
+    def result(model, refused):
+        records = [{"prompt": "p", "side": "harmful", "family": f, "category": "cyber", "set": "advbench",
+                    "answer": "", "phrase_refusal": refused, "aware_refusal": True, "onset_token": None}
+                   for f in ("story", "short")]
+        records.append({"prompt": "q", "side": "harmless", "set": "xstest-safe", "answer": "",
+                        "phrase_refusal": False, "aware_refusal": False, "onset_token": None})
+        return {"kind": "breadth", "model": model, **summarise({"greedy": records, "T1.0-seed0": records})}
+
+    path = write_report([result("old", False), result("new", True)], tmp_path)
+    text = path.read_text()
+    assert "| story | 1 | 0 / 0±0 \\| 100 / 100±0 | 100 / 100±0 \\| 100 / 100±0 |" in text
+    assert (tmp_path / "breadth_by_family.png").stat().st_size > 1000
