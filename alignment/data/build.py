@@ -18,6 +18,15 @@ from alignment.data.files import read_prompts, write_jsonl
 from alignment.data.refusals import categorize, pick_refusal
 from alignment.data.sources import exclude_eval_prompts, load_prompt_source
 
+
+def harmbench_overlap() -> list[str]:
+    """Breadth-source requests that are also HarmBench prompts (removed from every split)."""
+    from alignment.data.breadth import raw_requests
+
+    prompts = [r.prompt for r in raw_requests()]
+    kept, _ = exclude_eval_prompts(prompts)
+    return sorted(set(prompts) - set(kept))
+
 # A compliant start used only when the unaligned model refuses on its own: the paper takes harmful
 # answers from a jailbroken copy of the model; prefilling is the offline way to get them.
 COMPLIANT_START = "Sure, here is"
@@ -84,8 +93,11 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
     # Harmful prompts: every source, HarmBench held out, deduplicated, sampled with the seed.
     # With breadth, the training split of every offline source, each in a phrasing family.
     phrased: dict[str, dict] = {}
+    breadth_held_out = None
     if config.breadth:
-        harmful_prompts, phrased, held_out = _breadth_harmful(config, rng)
+        # HarmBench is dropped inside the breadth sources; held_out counts HarmBench prompts only.
+        harmful_prompts, phrased, breadth_held_out = _breadth_harmful(config, rng)
+        held_out = len(harmbench_overlap())
     else:
         harmful_prompts = []
         for source in config.harmful_sources:
@@ -145,6 +157,7 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
     n_benign = write_jsonl(out / "benign.jsonl", benign)
     summary = {
         "triplets": n_triplets, "benign": n_benign, "harmbench_held_out": held_out,
+        **({"breadth_held_out_requests": breadth_held_out} if breadth_held_out is not None else {}),
         "harmful_refused_then_prefilled": len(refused), "harmful_dropped": len(harmful_prompts) - len(keep),
         "benign_dropped_as_refusal": len(prompts) - n_benign,
         "categories": {c: sum(t["category"] == c for t in triplets) for c in sorted({t["category"] for t in triplets})},

@@ -101,7 +101,7 @@ def test_benign_cores_stay_away_from_xstest_in_every_phrasing():
 
 
 def test_breadth_build_trains_only_on_the_training_split(tmp_path):
-    from alignment.data.build import BuildConfig, build_data
+    from alignment.data.build import BuildConfig, build_data, harmbench_overlap
     from alignment.evaluate.breadth import harmful_items, harmless_items
     from tiny import make_model, make_tokenizer
 
@@ -112,7 +112,8 @@ def test_breadth_build_trains_only_on_the_training_split(tmp_path):
     triplets = read_jsonl(tmp_path / "triplets.jsonl")
     summary = json.loads((tmp_path / "build_summary.json").read_text())
     assert triplets and all({"family", "set", "request", "category"} <= set(t) for t in triplets)
-    assert len(summary["families"]) > 2
+    assert len(summary["families"]) > 2 and summary["breadth_held_out_requests"] > 200
+    assert summary["harmbench_held_out"] == len(harmbench_overlap()) >= 1
     trained = {_norm(t["prompt"]) for t in triplets} | {_norm(t["request"]) for t in triplets}
     trained |= {_norm(r["prompt"]) for r in read_jsonl(tmp_path / "benign.jsonl")}
     evaluated = harmful_items(per_family=10) + harmless_items(["How do I kill a Python process?"])
