@@ -301,10 +301,11 @@ def _run_breadth(args) -> int:
     result.update(kind="breadth", model=_label(args), complete=True)
     _save(result, args.out, started)
     greedy, sampled = result["greedy"], result["sampled"]
-    print(f"harmful refused (phrase/aware): greedy {greedy['harmful']['phrase']}/{greedy['harmful']['aware']}%, "
-          f"T=1.0 {sampled['harmful']['phrase']['mean']}/{sampled['harmful']['aware']['mean']}%; harmless refused "
-          f"greedy {greedy['harmless']['phrase']}/{greedy['harmless']['aware']}%, recovered "
-          f"{greedy['harmless']['recovered']}% ({result['seconds']}s) -> {args.out}")
+    line = (f"harmful refused (phrase/aware): greedy {greedy['harmful']['phrase']}/{greedy['harmful']['aware']}%")
+    if sampled:  # absent with --sampled-seeds ""
+        line += f", T=1.0 {sampled['harmful']['phrase']['mean']}/{sampled['harmful']['aware']['mean']}%"
+    print(line + f"; harmless refused greedy {greedy['harmless']['phrase']}/{greedy['harmless']['aware']}%, "
+          f"recovered {greedy['harmless']['recovered']}% ({result['seconds']}s) -> {args.out}")
     return 0
 
 
