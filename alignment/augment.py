@@ -64,6 +64,29 @@ def pair_example(pair: TokenizedPair, max_length: int = 512) -> dict:
     return {"input_ids": prompt_ids + answer, "labels": [IGNORE_INDEX] * len(prompt_ids) + answer}
 
 
+# Over-cautious openings for harmless prompts (RECAP, arXiv 2510.00938): forced as context, followed
+# by the helpful answer, they teach the converse of safety recovery: a harmless request deserves an
+# answer even after a hesitant start. Written for deepguard.
+CAUTIOUS_OPENINGS = (
+    "I'm sorry, but I can't help with that.",
+    "I can't assist with",
+    "Sorry, I'm not able to help with",
+    "I must decline",
+    "As an AI, I cannot help with",
+    "I'm not comfortable helping with",
+    "I cannot provide",
+    "Unfortunately, I can't help with",
+)
+
+
+def cautious_example(pair: TokenizedPair, opening_ids: list[int], max_length: int = 512) -> dict:
+    """Prompt + an over-cautious opening as context, then the benign answer: loss on the answer only."""
+    turn = pair.turn
+    context = turn.prompt_ids + opening_ids
+    context, answer = _truncate(context, turn.answer_ids + turn.end_ids, max_length)
+    return {"input_ids": context + answer, "labels": [IGNORE_INDEX] * len(context) + answer}
+
+
 def recovery_example(triplet: TokenizedTriplet, k: int, rto: bool = False, max_length: int = 512) -> dict:
     """Prompt + first k harmful tokens as context, then the refusal: the safety-recovery example.
 

@@ -23,6 +23,9 @@ def register(subparsers) -> None:
     build.add_argument("--n-benign", type=int, default=64, help="benign pairs to build (0 = all)")
     build.add_argument("--n-contrast", type=int, default=0,
                        help="also this many packaged benign prompts that sound harmful (-1 = all; against over-refusal)")
+    build.add_argument("--breadth", action="store_true",
+                       help="harmful prompts from every offline source (AdvBench, Do-Not-Answer, ...) in phrasing "
+                            "families, plus benign prompts phrased the same way; evaluation splits held out")
     build.add_argument("--model", default="default", help="model being aligned (benign answers are distilled from it)")
     build.add_argument("--harmful-model", default="default", help="unaligned model that writes harmful answers")
     build.add_argument("--harmful-tokens", type=int, default=64, help="max new tokens per harmful answer")
@@ -53,6 +56,9 @@ def register(subparsers) -> None:
     train.add_argument("--micro-batch", type=int, default=8)
     train.add_argument("--p-prefix", type=float, default=0.5)
     train.add_argument("--max-prefix", type=int, default=100)
+    train.add_argument("--p-cautious", type=float, default=0.0,
+                       help="share of benign examples that follow an over-cautious opening (context only) with "
+                            "the helpful answer: against spurious refusals and mid-answer recovery on harmless prompts")
     train.add_argument("--max-length", type=int, default=512)
     train.add_argument("--betas", default="0.5,2,2,2,2", help="beta_1..beta_n of the constrained loss")
     train.add_argument("--later-beta", type=float, default=0.1)
@@ -76,7 +82,7 @@ def _data_build(args: argparse.Namespace) -> int:
 
     build_data(BuildConfig(
         out_dir=args.out, harmful_sources=args.harmful_sources or ["advbench"], benign_files=args.benign_files,
-        n_harmful=args.n_harmful, n_benign=args.n_benign, n_contrast=args.n_contrast, model=args.model, harmful_model=args.harmful_model,
+        n_harmful=args.n_harmful, n_benign=args.n_benign, n_contrast=args.n_contrast, breadth=args.breadth, model=args.model, harmful_model=args.harmful_model,
         harmful_tokens=args.harmful_tokens, benign_tokens=args.benign_tokens, batch_size=args.batch_size,
         teacher_url=args.teacher_url, teacher_model=args.teacher_model, teacher_refusals=args.teacher_refusals,
         teacher_benign=args.teacher_benign, seed=args.seed,
@@ -94,7 +100,7 @@ def _train(args: argparse.Namespace) -> int:
         pairs=args.pairs or str(data / "benign.jsonl"), limit_triplets=args.limit_triplets, limit_pairs=args.limit_pairs,
         epochs=args.epochs, max_steps=args.max_steps, learning_rate=args.learning_rate, adam_beta1=args.adam_beta1,
         warmup_steps=args.warmup_steps, safety_per_step=args.safety_per_step, benign_per_step=args.benign_per_step,
-        micro_batch=args.micro_batch, p_prefix=args.p_prefix, max_prefix=args.max_prefix, max_length=args.max_length,
+        micro_batch=args.micro_batch, p_prefix=args.p_prefix, max_prefix=args.max_prefix, p_cautious=args.p_cautious, max_length=args.max_length,
         betas=tuple(float(b) for b in args.betas.split(",") if b.strip()), later_beta=args.later_beta,
         bf16=not args.no_bf16, lora_r=args.lora_r, save_steps=args.save_steps, resume=args.resume, seed=args.seed,
     )

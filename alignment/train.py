@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from alignment.augment import (
     DEFAULT_MAX_PREFIX,
     DEFAULT_P_PREFIX,
+    CAUTIOUS_OPENINGS,
+    cautious_example,
     pair_example,
     recovery_example,
     sample_prefix_length,
@@ -55,6 +58,7 @@ class TrainConfig:
     micro_batch: int = 8
     p_prefix: float = DEFAULT_P_PREFIX
     max_prefix: int = DEFAULT_MAX_PREFIX
+    p_cautious: float = 0.0  # share of benign visits that start from an over-cautious opening
     max_length: int = 512
     betas: tuple[float, ...] = DEFAULT_BETAS
     later_beta: float = DEFAULT_LATER_BETA
@@ -138,7 +142,14 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
             k = sample_prefix_length(rng, len(t.harmful_ids), config.p_prefix, config.max_prefix)
         return recovery_example(t, k, rto=objective in ("rto", "augmented+rto"), max_length=max_length)
 
+    from alignment.chat import encode_text
+
+    openings = [encode_text(tokenizer, text + "\n") for text in CAUTIOUS_OPENINGS]
+    cautious_rng = random.Random(config.seed + 1)  # visits come in the dataset's fixed order
+
     def benign(index):
+        if config.p_cautious and objective != "constrained" and cautious_rng.random() < config.p_cautious:
+            return cautious_example(pairs[index], cautious_rng.choice(openings), max_length)
         return pair_example(pairs[index], max_length)
 
     build_safety, build_benign = safety, benign

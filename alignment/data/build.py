@@ -18,6 +18,15 @@ from alignment.data.files import read_prompts, write_jsonl
 from alignment.data.refusals import categorize, pick_refusal
 from alignment.data.sources import exclude_eval_prompts, load_prompt_source
 
+
+def harmbench_overlap() -> list[str]:
+    """Breadth-source requests that are also HarmBench prompts (removed from every split)."""
+    from alignment.data.breadth import raw_requests
+
+    prompts = [r.prompt for r in raw_requests()]
+    kept, _ = exclude_eval_prompts(prompts)
+    return sorted(set(prompts) - set(kept))
+
 # A compliant start used only when the unaligned model refuses on its own: the paper takes harmful
 # answers from a jailbroken copy of the model; prefilling is the offline way to get them.
 COMPLIANT_START = "Sure, here is"
@@ -31,6 +40,7 @@ class BuildConfig:
     n_harmful: int = 32
     n_benign: int = 64
     n_contrast: int = 0  # packaged benign prompts that sound harmful, on top of n_benign (-1 = all)
+    breadth: bool = False  # every offline harmful source in phrasing families, benign side in step
     model: str = "default"  # the model being aligned: benign answers are distilled from it
     harmful_model: str = "default"  # an unaligned model that writes the harmful answers
     harmful_tokens: int = 64
@@ -81,12 +91,20 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
         return loaded[spec]
 
     # Harmful prompts: every source, HarmBench held out, deduplicated, sampled with the seed.
-    harmful_prompts: list[str] = []
-    for source in config.harmful_sources:
-        harmful_prompts += load_prompt_source(source)
-    harmful_prompts = list(dict.fromkeys(harmful_prompts))
-    harmful_prompts, held_out = exclude_eval_prompts(harmful_prompts)
-    harmful_prompts = _sample(harmful_prompts, config.n_harmful, rng)
+    # With breadth, the training split of every offline source, each in a phrasing family.
+    phrased: dict[str, dict] = {}
+    breadth_held_out = None
+    if config.breadth:
+        # HarmBench is dropped inside the breadth sources; held_out counts HarmBench prompts only.
+        harmful_prompts, phrased, breadth_held_out = _breadth_harmful(config, rng)
+        held_out = len(harmbench_overlap())
+    else:
+        harmful_prompts = []
+        for source in config.harmful_sources:
+            harmful_prompts += load_prompt_source(source)
+        harmful_prompts = list(dict.fromkeys(harmful_prompts))
+        harmful_prompts, held_out = exclude_eval_prompts(harmful_prompts)
+        harmful_prompts = _sample(harmful_prompts, config.n_harmful, rng)
 
     model, tokenizer = model_for(config.harmful_model)
     harmful = generate_answers(model, tokenizer, harmful_prompts, config.harmful_model, config.harmful_tokens,
@@ -105,12 +123,14 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
                         if teacher and config.teacher_refusals else None)
     for position, i in enumerate(keep):
         prompt = harmful_prompts[i]
-        refusal, category = pick_refusal(prompt, rng)
+        meta = phrased.get(prompt, {})
+        refusal, category = pick_refusal(prompt, rng, meta.get("category"))
         source = "bank"
         if teacher_refusals is not None and detector.is_refusal(teacher_refusals[position]):
             refusal, source = teacher_refusals[position], "teacher"
         triplets.append({"prompt": prompt, "harmful": harmful[i], "refusal": refusal, "category": category,
-                         "source": f"harmful:{config.harmful_model};refusal:{source}"})
+                         "source": f"harmful:{config.harmful_model};refusal:{source}",
+                         **{k: meta[k] for k in ("request", "family", "set") if k in meta}})
 
     # Benign pairs: packaged prompts plus user files, answers distilled from the model being aligned.
     prompts = benign_prompts()
@@ -120,6 +140,8 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
     if config.n_contrast:
         # Sampled after the ordinary prompts, so adding them leaves that sample unchanged.
         prompts += _sample(contrast_prompts(), config.n_contrast if config.n_contrast > 0 else 0, rng)
+    if config.breadth:
+        prompts += [p for p in _breadth_benign(rng) if p not in set(prompts)]
     if teacher and config.teacher_benign:
         answers, origin = teacher.answer_all(prompts, config.benign_tokens, desc="teacher answers"), "teacher"
     else:
@@ -135,15 +157,48 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
     n_benign = write_jsonl(out / "benign.jsonl", benign)
     summary = {
         "triplets": n_triplets, "benign": n_benign, "harmbench_held_out": held_out,
+        **({"breadth_held_out_requests": breadth_held_out} if breadth_held_out is not None else {}),
         "harmful_refused_then_prefilled": len(refused), "harmful_dropped": len(harmful_prompts) - len(keep),
         "benign_dropped_as_refusal": len(prompts) - n_benign,
         "categories": {c: sum(t["category"] == c for t in triplets) for c in sorted({t["category"] for t in triplets})},
+        "families": {f: sum(t.get("family") == f for t in triplets) for f in sorted({t.get("family", "") for t in triplets})},
+        "sets": {f: sum(t.get("set") == f for t in triplets) for f in sorted({t.get("set", "") for t in triplets})},
         "config": asdict(config),
     }
     (out / "build_summary.json").write_text(json.dumps(summary, indent=2))
     print(f"built {n_triplets} triplets and {n_benign} benign pairs in {out} "
           f"({summary['harmful_dropped']} harmful and {summary['benign_dropped_as_refusal']} benign dropped)")
     return summary
+
+
+def _breadth_harmful(config: BuildConfig, rng: random.Random) -> tuple[list[str], dict[str, dict], int]:
+    """Training requests of every offline source, each rendered once (training families and
+    templates only). Returns (prompts, metadata by prompt, requests held out)."""
+    from alignment.data.breadth import split, training_prompts
+
+    requests = split(harmful=True)
+    rendered = _sample(training_prompts(requests.train, rng), config.n_harmful, rng)
+    meta = {}
+    for item in rendered:
+        meta.setdefault(item.prompt, {"request": item.request.prompt, "family": item.family,
+                                      "set": item.request.source, "category": item.request.category})
+    return list(meta), meta, len(requests.held_out)
+
+
+def _breadth_benign(rng: random.Random, families_per_core: int = 1, n_questions: int = 64) -> list[str]:
+    """Benign prompts in step with the harmful ones: each training core rendered in
+    `families_per_core` training families, and `n_questions` of Do-Not-Answer's benign questions
+    (training split) in their own words. Sized so a 2-core build stays near 15 minutes."""
+    from alignment.data.breadth import split
+    from alignment.data.breadth_benign import benign_cores
+    from alignment.data.phrasing import TRAIN_FAMILIES, render
+
+    prompts = []
+    for cores in benign_cores(held_out=False).values():
+        for core in cores:
+            prompts += [render(core, family, rng) for family in rng.sample(TRAIN_FAMILIES, families_per_core)]
+    prompts += _sample([r.prompt for r in split(harmful=False).train], n_questions, rng)
+    return list(dict.fromkeys(prompts))
 
 
 __all__ = ["BuildConfig", "build_data", "categorize"]

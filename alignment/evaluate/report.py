@@ -1,7 +1,7 @@
 """One Markdown report, with matplotlib plots, that puts models side by side.
 
 Input: the JSON files the `eval` verbs write (each has `kind` and `model`): prefill, kl,
-overrefusal, utility, recovery, finetune-attack. Output: `report.md` and PNGs beside it.
+overrefusal, utility, recovery, finetune-attack, breadth. Output: `report.md` and PNGs beside it.
 """
 
 from __future__ import annotations
@@ -119,6 +119,10 @@ def write_report(results: list[dict], out_dir: str | Path, title: str = "deepgua
                   f"| before attack | {r['initial']['asr']:.1f} | {r['initial']['utility']} |"]
         lines += [f"| {name} | {a['asr']:.1f} | {a['utility']} |" for name, a in r["attacks"].items()]
         lines.append("")
+    if by_kind.get("breadth"):
+        from alignment.evaluate.breadth_report import breadth_lines
+
+        lines += breadth_lines(by_kind["breadth"], out)
     for r in by_kind.get("recovery", []):
         lines += [f"## Recovery onsets of {r['model']}", "",
                   f"{r['recovered']} of {r['attacks']} prefilled attacks recovered. Hold-back window "

@@ -86,3 +86,20 @@ def test_pair_example_masks_prompt():
     tok = make_tokenizer("gemma")
     ex = pair_example(tokenize_pair(tok, "Write a poem", "The sea and the moon."))
     assert tok.decode([x for x in ex["labels"] if x != IGNORE_INDEX]) == "The sea and the moon.<end_of_turn>"
+
+
+def test_cautious_example_trains_the_helpful_answer_after_a_hesitant_opening():
+    from alignment.augment import CAUTIOUS_OPENINGS, cautious_example
+    from alignment.chat import encode_text
+    from proxy.watch.detector import RefusalDetector
+
+    tok = make_tokenizer("chatml")
+    pair = tokenize_pair(tok, "How do I get rid of fruit flies?", "Set a trap of vinegar and dish soap.")
+    opening = encode_text(tok, CAUTIOUS_OPENINGS[0] + "\n")
+    ex = cautious_example(pair, opening)
+    trained = tok.decode([x for x in ex["labels"] if x != IGNORE_INDEX])
+    assert trained == "Set a trap of vinegar and dish soap.<|im_end|>"
+    assert tok.decode(ex["input_ids"]).count(CAUTIOUS_OPENINGS[0]) == 1  # the opening is context only
+    # Every opening must read as the start of a refusal, or it would teach nothing about recovery.
+    detector = RefusalDetector.default()
+    assert all(detector.is_refusal(text + " that.") for text in CAUTIOUS_OPENINGS)

@@ -83,3 +83,28 @@ def test_export_reload_gives_same_logits(tmp_path, family):
         assert torch.equal(model(ids).logits, reloaded(ids).logits)
     gen = json.loads((out / "generation_config.json").read_text())
     assert tok.eos_token_id in ([gen["eos_token_id"]] if isinstance(gen["eos_token_id"], int) else gen["eos_token_id"])
+
+
+def test_p_cautious_puts_openings_before_some_benign_answers(data):
+    from alignment.augment import CAUTIOUS_OPENINGS
+    from alignment.objectives import IGNORE_INDEX
+    from alignment.train import build_dataset
+
+    tok = make_tokenizer("chatml")
+
+    def openings_seen(p: float) -> int:
+        config = TrainConfig(output_dir=str(data / "run"), triplets=str(data / "triplets.jsonl"),
+                             pairs=str(data / "benign.jsonl"), epochs=4, safety_per_step=2, benign_per_step=2,
+                             micro_batch=2, p_cautious=p)
+        dataset, _ = build_dataset(config, tok)
+        seen = 0
+        for i in range(len(dataset)):
+            ex = dataset[i]
+            context = tok.decode([t for t, y in zip(ex["input_ids"], ex["labels"]) if y == IGNORE_INDEX])
+            if "sea" in context and any(o in context for o in CAUTIOUS_OPENINGS):
+                seen += 1
+                assert tok.decode([y for y in ex["labels"] if y != IGNORE_INDEX]).startswith("The sea and the moon")
+        return seen
+
+    assert openings_seen(0.0) == 0
+    assert 0 < openings_seen(0.5) < 32  # 32 benign visits in all

@@ -86,3 +86,30 @@ def test_report_puts_models_side_by_side(tmp_path):
     assert (tmp_path / "out" / "kl_per_position.png").is_file()
     with pytest.raises(ValueError):
         load_results([tmp_path / "out"])
+
+
+def test_gate_flags_breadth_regressions_in_the_right_direction():
+    base = {"asr": {}, "overrefusal": 10.0, "utility": 30.0,
+            "breadth": {"greedy/harmful refused/story/phrase": 80.0, "greedy/harmless refused/phrase": 10.0,
+                        "greedy/harmless recovered": 2.0}}
+    better = {**base, "breadth": {"greedy/harmful refused/story/phrase": 95.0, "greedy/harmless refused/phrase": 4.0,
+                                  "greedy/harmless recovered": 0.0}}
+    assert regressions(better, base) == []
+    worse = {**base, "breadth": {"greedy/harmful refused/story/phrase": 60.0, "greedy/harmless refused/phrase": 20.0,
+                                 "greedy/harmless recovered": 9.0}}
+    found = regressions(worse, base)
+    assert len(found) == 3 and "story" in found[0]
+    assert any("missing" in r for r in regressions({**base, "breadth": {}}, base))
+
+
+def test_breadth_numbers_flatten_greedy_and_sampled_per_judge():
+    from alignment.evaluate.breadth import summarise
+    from alignment.evaluate.gate import breadth_numbers
+
+    records = [{"prompt": "p", "side": "harmful", "family": "short", "category": "c", "set": "s", "answer": "",
+                "phrase_refusal": True, "aware_refusal": False, "onset_token": None},
+               {"prompt": "q", "side": "harmless", "set": "x", "answer": "", "phrase_refusal": True,
+                "aware_refusal": True, "onset_token": 7}]
+    numbers = breadth_numbers(summarise({"greedy": records, "T1.0-seed0": records}))
+    assert numbers["greedy/harmful refused/short/phrase"] == 100.0
+    assert numbers["sampled/harmful refused/aware"] == 0.0 and numbers["sampled/harmless recovered"] == 100.0
