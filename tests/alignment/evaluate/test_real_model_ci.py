@@ -10,6 +10,7 @@ runs (docs/evaluation.md).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +28,15 @@ TASKS = SHARED / "data" / "self-instruct" / "user_oriented_instructions.jsonl"
 SMALL = ["--limit", "2", "--max-new-tokens", "12", "--batch-size", "2"]
 
 
+# One torch thread: the session's vLLM (tests/e2e/vllm) keeps a core busy while it warms up and
+# polls, and a two-thread OpenMP job that shares that core waits at every barrier (measured: the
+# fine-tuning attack ran for many minutes instead of a couple).
+SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(deepguard_cmd() + ["eval", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, env=SINGLE_THREAD)
     if check and proc.returncode != 0:
         pytest.fail(f"deepguard eval {args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
