@@ -21,7 +21,7 @@ from tests.support.processes import ROOT, SHARED, deepguard_cmd
 
 # Each test runs whole `deepguard eval` jobs on the real model in subprocesses: a few CPU-minutes,
 # more while vLLM warms up beside them at the start of the suite.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1800)
 
 XSTEST = SHARED / "data" / "xstest" / "xstest_safe_prompts.csv"
 TASKS = SHARED / "data" / "self-instruct" / "user_oriented_instructions.jsonl"
@@ -36,7 +36,7 @@ SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(deepguard_cmd() + ["eval", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900, env=SINGLE_THREAD)
+                          text=True, timeout=1700, env=SINGLE_THREAD)
     if check and proc.returncode != 0:
         pytest.fail(f"deepguard eval {args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
