@@ -1,9 +1,9 @@
 """Shared fixtures: real servers as processes on loopback.
 
 - `vllm_stack` (session): `deepguard serve` with its own real vLLM child (CPU build) on the
-  prepared deep default, as `make serve` runs it (tests/support/vllm_stack.py). Launched in the
-  background right after collection; tests using it run after all others, and tests in modules
-  marked `vllm_lifecycle` (they kill and stop vLLM) run last of all.
+  prepared deep default, as `make serve` runs it (tests/support/vllm_stack.py). Tests using it run
+  after all others (the stack starts with the first of them), and tests in modules marked
+  `vllm_lifecycle` (they kill and stop vLLM) run last of all.
 - `stub_upstream` (session): tests/support/stub_upstream.py, a scripted upstream speaking the vLLM
   protocol. `.url`, `.script(name, pieces=[...], token_ids=None, finish_reason="stop",
   prompt_text=None, delay_s=0, fault=None, status=None, body=None)` -> the user message that
@@ -31,9 +31,9 @@ _stack: VllmStack | None = None
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Real-vLLM tests last (stable sort: modules stay together), lifecycle ones after them; and
-    start the stack now, so vLLM warms up while the rest of the suite runs."""
-    global _stack
+    """Real-vLLM tests last (stable sort: modules stay together), lifecycle ones after them. The
+    stack starts when the first of them needs it: vLLM busy-polls a core once up, and the CPU-heavy
+    tests before it (real-model evaluations) stall beside it."""
 
     def order(item) -> int:
         if "vllm_stack" not in item.fixturenames:
@@ -45,8 +45,6 @@ def pytest_collection_modifyitems(session, config, items):
     for item in vllm_items:
         # The first of them waits for vLLM's warm-up inside its set-up, which pytest-timeout counts.
         item.add_marker(pytest.mark.timeout(START_TIMEOUT_S + 300))
-    if _stack is None and vllm_items and not config.option.collectonly:
-        _stack = launch_stack()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -1,9 +1,8 @@
 """The real serving stack for end-to-end tests: `deepguard serve` starting its own vLLM child on
 the prepared default model, exactly as `make serve` runs it, once per test session.
 
-vLLM takes minutes to warm up on a 2-core CPU, so the stack is launched in the background as soon
-as the tests are collected (tests/conftest.py) and the tests that need it run last; the rest of the
-suite runs meanwhile. The test fixes vLLM's port and API key (settings `vllm.port`,
+vLLM takes minutes to warm up on a 2-core CPU and then busy-polls a core, so the tests that need it
+run last (tests/conftest.py) and the stack starts with the first of them. The test fixes vLLM's port and API key (settings `vllm.port`,
 `upstream.api_key`) so tests can also talk to vLLM directly, as an operator or evaluation would.
 """
 

@@ -10,7 +10,6 @@ runs (docs/evaluation.md).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from tests.support.processes import ROOT, SHARED, deepguard_cmd
 
 # Each test runs whole `deepguard eval` jobs on the real model in subprocesses: a few CPU-minutes,
-# more while vLLM warms up beside them at the start of the suite.
+# many more on a loaded machine; the ceiling only stops a hang.
 pytestmark = pytest.mark.timeout(1800)
 
 XSTEST = SHARED / "data" / "xstest" / "xstest_safe_prompts.csv"
@@ -28,15 +27,9 @@ TASKS = SHARED / "data" / "self-instruct" / "user_oriented_instructions.jsonl"
 SMALL = ["--limit", "2", "--max-new-tokens", "12", "--batch-size", "2"]
 
 
-# One torch thread: the session's vLLM (tests/e2e/vllm) keeps a core busy while it warms up and
-# polls, and a two-thread OpenMP job that shares that core waits at every barrier (measured: the
-# fine-tuning attack ran for many minutes instead of a couple).
-SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(deepguard_cmd() + ["eval", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=1700, env=SINGLE_THREAD)
+                          text=True, timeout=1700)
     if check and proc.returncode != 0:
         pytest.fail(f"deepguard eval {args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
