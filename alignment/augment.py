@@ -31,16 +31,25 @@ class TokenizedTriplet:
     harmful_ids: list[int]  # the harmful answer, tokenised alone (as a prefilling attack would)
 
 
-def tokenize_pair(tokenizer, prompt: str, response: str, system: str | None = None) -> TokenizedPair:
+def tokenize_pair(
+    tokenizer, prompt: str, response: str, system: str | None = None
+) -> TokenizedPair:
     return TokenizedPair(encode_turn(tokenizer, prompt, response, system))
 
 
-def tokenize_triplet(tokenizer, prompt: str, harmful: str, refusal: str, system: str | None = None) -> TokenizedTriplet:
-    return TokenizedTriplet(encode_turn(tokenizer, prompt, refusal, system), encode_text(tokenizer, harmful))
+def tokenize_triplet(
+    tokenizer, prompt: str, harmful: str, refusal: str, system: str | None = None
+) -> TokenizedTriplet:
+    return TokenizedTriplet(
+        encode_turn(tokenizer, prompt, refusal, system), encode_text(tokenizer, harmful)
+    )
 
 
 def sample_prefix_length(
-    rng: random.Random, harmful_len: int, p_prefix: float = DEFAULT_P_PREFIX, max_prefix: int = DEFAULT_MAX_PREFIX
+    rng: random.Random,
+    harmful_len: int,
+    p_prefix: float = DEFAULT_P_PREFIX,
+    max_prefix: int = DEFAULT_MAX_PREFIX,
 ) -> int:
     """k = 0 with probability 1 - p_prefix, else k ~ Uniform{1 .. min(max_prefix, harmful_len)}."""
     if not 0.0 <= p_prefix <= 1.0:
@@ -51,7 +60,9 @@ def sample_prefix_length(
     return rng.randint(1, upper)
 
 
-def _truncate(prompt_ids: list[int], answer: list[int], max_length: int) -> tuple[list[int], list[int]]:
+def _truncate(
+    prompt_ids: list[int], answer: list[int], max_length: int
+) -> tuple[list[int], list[int]]:
     if len(prompt_ids) >= max_length:
         raise ValueError(f"prompt of {len(prompt_ids)} tokens does not fit max_length={max_length}")
     return prompt_ids, answer[: max_length - len(prompt_ids)]
@@ -87,7 +98,9 @@ def cautious_example(pair: TokenizedPair, opening_ids: list[int], max_length: in
     return {"input_ids": context + answer, "labels": [IGNORE_INDEX] * len(context) + answer}
 
 
-def recovery_example(triplet: TokenizedTriplet, k: int, rto: bool = False, max_length: int = 512) -> dict:
+def recovery_example(
+    triplet: TokenizedTriplet, k: int, rto: bool = False, max_length: int = 512
+) -> dict:
     """Prompt + first k harmful tokens as context, then the refusal: the safety-recovery example.
 
     Loss only on the refusal and its end-of-turn token. With `rto`, every position from the end
@@ -98,7 +111,9 @@ def recovery_example(triplet: TokenizedTriplet, k: int, rto: bool = False, max_l
     refusal = turn.answer_ids + turn.end_ids
     room = max_length - len(turn.prompt_ids) - len(refusal)
     if room < 0:
-        raise ValueError(f"prompt and refusal ({len(turn.prompt_ids) + len(refusal)} tokens) exceed max_length={max_length}")
+        raise ValueError(
+            f"prompt and refusal ({len(turn.prompt_ids) + len(refusal)} tokens) exceed max_length={max_length}"
+        )
     prefix = triplet.harmful_ids[: min(k, room)]
     prefix_labels = [refusal[0]] * len(prefix) if rto else [IGNORE_INDEX] * len(prefix)
     return {

@@ -17,7 +17,9 @@ class ChatTemplateError(ValueError):
 
 @dataclass(frozen=True)
 class EncodedTurn:
-    prompt_ids: list[int]  # everything the model reads before answering (generation prompt included)
+    prompt_ids: list[
+        int
+    ]  # everything the model reads before answering (generation prompt included)
     answer_ids: list[int]  # the answer text
     end_ids: list[int]  # the end-of-turn token(s) that close the answer; trained so the model stops
 
@@ -30,8 +32,12 @@ def _messages(prompt: str, system: str | None) -> list[dict]:
 def render_prompt(tokenizer, prompt: str, system: str | None = None) -> str:
     """The text the model sees before its answer, generation prompt included."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ChatTemplateError("the tokenizer has no chat_template; set one before training or generating")
-    return tokenizer.apply_chat_template(_messages(prompt, system), tokenize=False, add_generation_prompt=True)
+        raise ChatTemplateError(
+            "the tokenizer has no chat_template; set one before training or generating"
+        )
+    return tokenizer.apply_chat_template(
+        _messages(prompt, system), tokenize=False, add_generation_prompt=True
+    )
 
 
 def encode_text(tokenizer, text: str) -> list[int]:
@@ -81,7 +87,9 @@ def encode_turn(tokenizer, prompt: str, answer: str, system: str | None = None) 
             break
     else:
         if tokenizer.eos_token_id is None:
-            raise ChatTemplateError("no end-of-turn token found after the answer and the tokenizer has no eos")
+            raise ChatTemplateError(
+                "no end-of-turn token found after the answer and the tokenizer has no eos"
+            )
         end_ids = [tokenizer.eos_token_id]
     return EncodedTurn(encode_text(tokenizer, prompt_text), answer_ids, end_ids)
 

@@ -11,41 +11,94 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    data = subparsers.add_parser("data", help="build training data (harmful triplets, benign pairs)")
+    data = subparsers.add_parser(
+        "data", help="build training data (harmful triplets, benign pairs)"
+    )
     data_verbs = data.add_subparsers(dest="data_command", required=True)
     build = data_verbs.add_parser("build", help="write triplets.jsonl and benign.jsonl (seeded)")
     build.add_argument("--out", default="runs/data", help="output directory (default: runs/data)")
-    build.add_argument("--harmful", action="append", dest="harmful_sources",
-                       help="harmful prompt source: 'advbench' (default), a .txt/.jsonl/.csv file, or hf:owner/name[:split[:column]]; repeatable")
-    build.add_argument("--benign-file", action="append", default=[], dest="benign_files",
-                       help="extra benign prompts (.txt/.jsonl/.csv); repeatable")
-    build.add_argument("--n-harmful", type=int, default=32, help="harmful triplets to build (0 = all)")
+    build.add_argument(
+        "--harmful",
+        action="append",
+        dest="harmful_sources",
+        help="harmful prompt source: 'advbench' (default), a .txt/.jsonl/.csv file, or hf:owner/name[:split[:column]]; repeatable",
+    )
+    build.add_argument(
+        "--benign-file",
+        action="append",
+        default=[],
+        dest="benign_files",
+        help="extra benign prompts (.txt/.jsonl/.csv); repeatable",
+    )
+    build.add_argument(
+        "--n-harmful", type=int, default=32, help="harmful triplets to build (0 = all)"
+    )
     build.add_argument("--n-benign", type=int, default=64, help="benign pairs to build (0 = all)")
-    build.add_argument("--n-contrast", type=int, default=0,
-                       help="also this many packaged benign prompts that sound harmful (-1 = all; against over-refusal)")
-    build.add_argument("--breadth", action="store_true",
-                       help="harmful prompts from every offline source (AdvBench, Do-Not-Answer, ...) in phrasing "
-                            "families, plus benign prompts phrased the same way; evaluation splits held out")
-    build.add_argument("--model", default="default", help="model being aligned (benign answers are distilled from it)")
-    build.add_argument("--harmful-model", default="default", help="unaligned model that writes harmful answers")
-    build.add_argument("--harmful-tokens", type=int, default=64, help="max new tokens per harmful answer")
-    build.add_argument("--benign-tokens", type=int, default=128, help="max new tokens per benign answer")
+    build.add_argument(
+        "--n-contrast",
+        type=int,
+        default=0,
+        help="also this many packaged benign prompts that sound harmful (-1 = all; against over-refusal)",
+    )
+    build.add_argument(
+        "--breadth",
+        action="store_true",
+        help="harmful prompts from every offline source (AdvBench, Do-Not-Answer, ...) in phrasing "
+        "families, plus benign prompts phrased the same way; evaluation splits held out",
+    )
+    build.add_argument(
+        "--model",
+        default="default",
+        help="model being aligned (benign answers are distilled from it)",
+    )
+    build.add_argument(
+        "--harmful-model", default="default", help="unaligned model that writes harmful answers"
+    )
+    build.add_argument(
+        "--harmful-tokens", type=int, default=64, help="max new tokens per harmful answer"
+    )
+    build.add_argument(
+        "--benign-tokens", type=int, default=128, help="max new tokens per benign answer"
+    )
     build.add_argument("--batch-size", type=int, default=8)
     build.add_argument("--teacher-url", help="OpenAI-compatible base URL (…/v1) of a teacher model")
     build.add_argument("--teacher-model", help="teacher model name")
-    build.add_argument("--teacher-refusals", action="store_true", help="take refusals from the teacher")
-    build.add_argument("--teacher-benign", action="store_true", help="take benign answers from the teacher")
+    build.add_argument(
+        "--teacher-refusals", action="store_true", help="take refusals from the teacher"
+    )
+    build.add_argument(
+        "--teacher-benign", action="store_true", help="take benign answers from the teacher"
+    )
     build.add_argument("--seed", type=int, default=0)
     build.set_defaults(func=_data_build)
 
-    train = subparsers.add_parser("train", help="fine-tune: sft, augmented (deep alignment), constrained, rto")
-    train.add_argument("--objective", default="augmented", choices=["sft", "augmented", "constrained", "rto", "augmented+rto"])
+    train = subparsers.add_parser(
+        "train", help="fine-tune: sft, augmented (deep alignment), constrained, rto"
+    )
+    train.add_argument(
+        "--objective",
+        default="augmented",
+        choices=["sft", "augmented", "constrained", "rto", "augmented+rto"],
+    )
     train.add_argument("--model", default="default", help="HF directory, .gguf file, or 'default'")
-    train.add_argument("--data", default="runs/data", help="directory from `deepguard data build` (triplets.jsonl, benign.jsonl)")
+    train.add_argument(
+        "--data",
+        default="runs/data",
+        help="directory from `deepguard data build` (triplets.jsonl, benign.jsonl)",
+    )
     train.add_argument("--triplets", help="harmful triplets JSONL (overrides --data)")
-    train.add_argument("--pairs", help="prompt/response JSONL: benign anchors or your fine-tuning data (overrides --data)")
-    train.add_argument("--no-triplets", action="store_true", help="train on pairs only (e.g. constrained fine-tuning)")
-    train.add_argument("--out", default="runs/train", help="output directory (checkpoints, model/, logs)")
+    train.add_argument(
+        "--pairs",
+        help="prompt/response JSONL: benign anchors or your fine-tuning data (overrides --data)",
+    )
+    train.add_argument(
+        "--no-triplets",
+        action="store_true",
+        help="train on pairs only (e.g. constrained fine-tuning)",
+    )
+    train.add_argument(
+        "--out", default="runs/train", help="output directory (checkpoints, model/, logs)"
+    )
     train.add_argument("--epochs", type=int, default=4)
     train.add_argument("--max-steps", type=int, default=-1)
     train.add_argument("--lr", type=float, default=5e-5, dest="learning_rate")
@@ -56,23 +109,37 @@ def register(subparsers) -> None:
     train.add_argument("--micro-batch", type=int, default=8)
     train.add_argument("--p-prefix", type=float, default=0.5)
     train.add_argument("--max-prefix", type=int, default=100)
-    train.add_argument("--p-cautious", type=float, default=0.0,
-                       help="share of benign examples that follow an over-cautious opening (context only) with "
-                            "the helpful answer: against spurious refusals and mid-answer recovery on harmless prompts")
+    train.add_argument(
+        "--p-cautious",
+        type=float,
+        default=0.0,
+        help="share of benign examples that follow an over-cautious opening (context only) with "
+        "the helpful answer: against spurious refusals and mid-answer recovery on harmless prompts",
+    )
     train.add_argument("--max-length", type=int, default=512)
-    train.add_argument("--betas", default="0.5,2,2,2,2", help="beta_1..beta_n of the constrained loss")
+    train.add_argument(
+        "--betas", default="0.5,2,2,2,2", help="beta_1..beta_n of the constrained loss"
+    )
     train.add_argument("--later-beta", type=float, default=0.1)
-    train.add_argument("--no-bf16", action="store_true", help="train in float32 instead of bf16 autocast")
+    train.add_argument(
+        "--no-bf16", action="store_true", help="train in float32 instead of bf16 autocast"
+    )
     train.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0 = full fine-tune)")
     train.add_argument("--limit-triplets", type=int)
     train.add_argument("--limit-pairs", type=int)
     train.add_argument("--save-steps", type=int, default=50)
-    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint in --out"
+    )
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=_train)
 
-    export = subparsers.add_parser("export", help="write a servable HF model directory with a model card")
-    export.add_argument("--run", default="runs/train", help="training output dir, or any model path")
+    export = subparsers.add_parser(
+        "export", help="write a servable HF model directory with a model card"
+    )
+    export.add_argument(
+        "--run", default="runs/train", help="training output dir, or any model path"
+    )
     export.add_argument("--out", default="runs/export", help="export directory")
     export.set_defaults(func=_export)
 
@@ -80,13 +147,27 @@ def register(subparsers) -> None:
 def _data_build(args: argparse.Namespace) -> int:
     from alignment.data.build import BuildConfig, build_data
 
-    build_data(BuildConfig(
-        out_dir=args.out, harmful_sources=args.harmful_sources or ["advbench"], benign_files=args.benign_files,
-        n_harmful=args.n_harmful, n_benign=args.n_benign, n_contrast=args.n_contrast, breadth=args.breadth, model=args.model, harmful_model=args.harmful_model,
-        harmful_tokens=args.harmful_tokens, benign_tokens=args.benign_tokens, batch_size=args.batch_size,
-        teacher_url=args.teacher_url, teacher_model=args.teacher_model, teacher_refusals=args.teacher_refusals,
-        teacher_benign=args.teacher_benign, seed=args.seed,
-    ))
+    build_data(
+        BuildConfig(
+            out_dir=args.out,
+            harmful_sources=args.harmful_sources or ["advbench"],
+            benign_files=args.benign_files,
+            n_harmful=args.n_harmful,
+            n_benign=args.n_benign,
+            n_contrast=args.n_contrast,
+            breadth=args.breadth,
+            model=args.model,
+            harmful_model=args.harmful_model,
+            harmful_tokens=args.harmful_tokens,
+            benign_tokens=args.benign_tokens,
+            batch_size=args.batch_size,
+            teacher_url=args.teacher_url,
+            teacher_model=args.teacher_model,
+            teacher_refusals=args.teacher_refusals,
+            teacher_benign=args.teacher_benign,
+            seed=args.seed,
+        )
+    )
     return 0
 
 
@@ -96,13 +177,32 @@ def _train(args: argparse.Namespace) -> int:
     data = Path(args.data)
     triplets = None if args.no_triplets else (args.triplets or str(data / "triplets.jsonl"))
     config = TrainConfig(
-        output_dir=args.out, model=args.model, objective=args.objective, triplets=triplets,
-        pairs=args.pairs or str(data / "benign.jsonl"), limit_triplets=args.limit_triplets, limit_pairs=args.limit_pairs,
-        epochs=args.epochs, max_steps=args.max_steps, learning_rate=args.learning_rate, adam_beta1=args.adam_beta1,
-        warmup_steps=args.warmup_steps, safety_per_step=args.safety_per_step, benign_per_step=args.benign_per_step,
-        micro_batch=args.micro_batch, p_prefix=args.p_prefix, max_prefix=args.max_prefix, p_cautious=args.p_cautious, max_length=args.max_length,
-        betas=tuple(float(b) for b in args.betas.split(",") if b.strip()), later_beta=args.later_beta,
-        bf16=not args.no_bf16, lora_r=args.lora_r, save_steps=args.save_steps, resume=args.resume, seed=args.seed,
+        output_dir=args.out,
+        model=args.model,
+        objective=args.objective,
+        triplets=triplets,
+        pairs=args.pairs or str(data / "benign.jsonl"),
+        limit_triplets=args.limit_triplets,
+        limit_pairs=args.limit_pairs,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        learning_rate=args.learning_rate,
+        adam_beta1=args.adam_beta1,
+        warmup_steps=args.warmup_steps,
+        safety_per_step=args.safety_per_step,
+        benign_per_step=args.benign_per_step,
+        micro_batch=args.micro_batch,
+        p_prefix=args.p_prefix,
+        max_prefix=args.max_prefix,
+        p_cautious=args.p_cautious,
+        max_length=args.max_length,
+        betas=tuple(float(b) for b in args.betas.split(",") if b.strip()),
+        later_beta=args.later_beta,
+        bf16=not args.no_bf16,
+        lora_r=args.lora_r,
+        save_steps=args.save_steps,
+        resume=args.resume,
+        seed=args.seed,
     )
     train(config)
     return 0

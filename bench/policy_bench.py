@@ -23,13 +23,20 @@ import time
 import orjson
 
 from proxy.history import MemoryHistory, RedisHistory
-from proxy.policy import (ControlTokenMatcher, PolicyContext, PolicySettings, check_chat_request,
-                          check_rendered_prompt)
+from proxy.policy import (
+    ControlTokenMatcher,
+    PolicyContext,
+    PolicySettings,
+    check_chat_request,
+    check_rendered_prompt,
+)
 from proxy.policy.history import digest, message_records, turns_to_verify
 
 MODEL = "bench-model"
-WORDS = ("the model answers questions about bread baking, tax forms, python processes and the "
-         "history of rome while keeping every reply short and polite and checking its facts").split()
+WORDS = (
+    "the model answers questions about bread baking, tax forms, python processes and the "
+    "history of rome while keeping every reply short and polite and checking its facts"
+).split()
 CODE = "if (a < b && v[i] > 0) { out[i] = <T>(x); } // see [docs](https://example.org/a?b=1) "
 
 
@@ -49,17 +56,37 @@ def conversation() -> dict:
         if turn == 3:
             text = CODE * 6 + text[: 830 - len(CODE) * 6]
         messages.append({"role": role, "content": text})
-    return {"model": MODEL, "messages": messages, "temperature": 0.7, "top_p": 0.95,
-            "max_tokens": 512, "stream": True, "stream_options": {"include_usage": True},
-            "tools": [{"type": "function", "function": {
-                "name": "lookup", "description": "Look a term up",
-                "parameters": {"type": "object", "properties": {"term": {"type": "string"}},
-                               "required": ["term"]}}}], "tool_choice": "auto"}
+    return {
+        "model": MODEL,
+        "messages": messages,
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "max_tokens": 512,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "lookup",
+                    "description": "Look a term up",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"term": {"type": "string"}},
+                        "required": ["term"],
+                    },
+                },
+            }
+        ],
+        "tool_choice": "auto",
+    }
 
 
 def rendered(messages: list[dict]) -> str:
-    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages) + \
-        "<|im_start|>assistant\n"
+    return (
+        "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        + "<|im_start|>assistant\n"
+    )
 
 
 def measure(fn, iterations: int) -> tuple[float, float]:
@@ -93,18 +120,33 @@ def main() -> None:
         for text in texts:
             matcher.find(text)
 
-    schema_body = {**body, "response_format": {"type": "json_schema", "json_schema": {
-        "name": "answer", "schema": {
-            "type": "object", "additionalProperties": False,
-            "required": [f"field_{i}" for i in range(10)],
-            "properties": {f"field_{i}": {"type": "array", "maxItems": 5,
-                                          "items": {"type": "string", "maxLength": 80}}
-                           for i in range(10)}}}}}
+    schema_body = {
+        **body,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "answer",
+                "schema": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": [f"field_{i}" for i in range(10)],
+                    "properties": {
+                        f"field_{i}": {
+                            "type": "array",
+                            "maxItems": 5,
+                            "items": {"type": "string", "maxLength": 80},
+                        }
+                        for i in range(10)
+                    },
+                },
+            },
+        },
+    }
     secret, key = b"s" * 32, "sk-bench-key"
     store = MemoryHistory(3600, 1_000_000)
     history = [m for m in body["messages"] if m["role"] == "assistant"]
     run_sync(store.add([digest(secret, key, r) for m in history for r in message_records(m)]))
-    for i in range(100_000):   # a store that is not empty
+    for i in range(100_000):  # a store that is not empty
         run_sync(store.add([digest(secret, f"other-{i}", b"t\0x")]))
 
     def verify_in_process():
@@ -119,20 +161,25 @@ def main() -> None:
         ("control-token scan only", scan_only),
         ("check_rendered_prompt", lambda: check_rendered_prompt(prompt, body["messages"], ctx)),
         ("check_chat_request with a json_schema", lambda: check_chat_request(schema_body, ctx)),
-        ("history: digests of 4 assistant turns",
-         lambda: turns_to_verify(body["messages"], secret, key)),
+        (
+            "history: digests of 4 assistant turns",
+            lambda: turns_to_verify(body["messages"], secret, key),
+        ),
         ("history: digests + in-process lookup", verify_in_process),
     ]
-    print(f"policy bench: {len(body['messages'])} messages, {chars} characters (~{chars // 4} "
-          f"tokens), {len(matcher.tokens)} control tokens, {args.iterations} iterations, "
-          f"Python {platform.python_version()} on {platform.machine()}")
+    print(
+        f"policy bench: {len(body['messages'])} messages, {chars} characters (~{chars // 4} "
+        f"tokens), {len(matcher.tokens)} control tokens, {args.iterations} iterations, "
+        f"Python {platform.python_version()} on {platform.machine()}"
+    )
     print(f"{'what':40s} {'median us':>10s} {'p90 us':>10s}")
     for name, fn in rows:
         median, p90 = measure(fn, args.iterations)
         print(f"{name:40s} {median:10.1f} {p90:10.1f}")
     if args.redis_url:
-        median, p90 = asyncio.run(redis_lookup(args.redis_url, body, secret, key,
-                                               min(args.iterations, 2000)))
+        median, p90 = asyncio.run(
+            redis_lookup(args.redis_url, body, secret, key, min(args.iterations, 2000))
+        )
         print(f"{'history: digests + Redis MGET round trip':40s} {median:10.1f} {p90:10.1f}")
 
 
@@ -145,8 +192,9 @@ def run_sync(coroutine):
     raise RuntimeError("the coroutine suspended")
 
 
-async def redis_lookup(url: str, body: dict, secret: bytes, key: str,
-                       iterations: int) -> tuple[float, float]:
+async def redis_lookup(
+    url: str, body: dict, secret: bytes, key: str, iterations: int
+) -> tuple[float, float]:
     store = RedisHistory(url, 3600)
     turns = turns_to_verify(body["messages"], secret, key)
     await store.add([d for _, ds in turns for d in ds])

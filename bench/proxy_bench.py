@@ -52,8 +52,16 @@ PACED = "-paced"  # suffix of the services in front of the paced upstream port
 
 def start_services(args: argparse.Namespace, log_dir: Path) -> dict[str, Service]:
     up_port, paced_port = free_port(), free_port()
-    cmd = [sys.executable, str(BENCH / "proxy_bench_upstream.py"), "--port", str(up_port),
-           "--pieces", str(args.pieces), "--model-name", MODEL]
+    cmd = [
+        sys.executable,
+        str(BENCH / "proxy_bench_upstream.py"),
+        "--port",
+        str(up_port),
+        "--pieces",
+        str(args.pieces),
+        "--model-name",
+        MODEL,
+    ]
     if args.paced_concurrency:
         cmd += ["--paced-port", str(paced_port), "--token-interval-ms", str(args.token_interval_ms)]
     upstream = Service("upstream", cmd, up_port, "/health", log_dir)
@@ -65,18 +73,37 @@ def start_services(args: argparse.Namespace, log_dir: Path) -> dict[str, Service
     for suffix, upstream_url in upstreams.items():
         dg_port = free_port()
         services["deepguard" + suffix] = Service(
-            "deepguard" + suffix, [str(Path(sys.executable).parent / "deepguard"), "serve",
-                                   "--upstream", upstream_url, "--port", str(dg_port)],
-            dg_port, "/readyz", log_dir,
-            env={"DEEPGUARD_MODEL": MODEL, "DEEPGUARD_SERVER_LOG_LEVEL": "warning",
-                 "DEEPGUARD_AUTH_API_KEYS": f'[{{"key": "{CLIENT_KEY}"}}]'},
-            cwd=ROOT)
+            "deepguard" + suffix,
+            [
+                str(Path(sys.executable).parent / "deepguard"),
+                "serve",
+                "--upstream",
+                upstream_url,
+                "--port",
+                str(dg_port),
+            ],
+            dg_port,
+            "/readyz",
+            log_dir,
+            env={
+                "DEEPGUARD_MODEL": MODEL,
+                "DEEPGUARD_SERVER_LOG_LEVEL": "warning",
+                "DEEPGUARD_AUTH_API_KEYS": f'[{{"key": "{CLIENT_KEY}"}}]',
+            },
+            cwd=ROOT,
+        )
         if not args.no_litellm:
             litellm.ensure_installed()
             ll_port = free_port()
             services["litellm" + suffix] = Service(
-                "litellm" + suffix, litellm.command(ll_port), ll_port, "/health/liveliness",
-                log_dir, env=litellm.environment(upstream_url, CLIENT_KEY), cwd=log_dir)
+                "litellm" + suffix,
+                litellm.command(ll_port),
+                ll_port,
+                "/health/liveliness",
+                log_dir,
+                env=litellm.environment(upstream_url, CLIENT_KEY),
+                cwd=log_dir,
+            )
     for name, service in services.items():
         service.wait_ready(180 if name.startswith("litellm") else 60)
     return services
@@ -89,13 +116,33 @@ def chat_url(name: str, services: dict[str, Service], paced: bool = False) -> st
     return services[name + (PACED if paced else "")].url + "/v1/chat/completions"
 
 
-def load(url: str, stream: bool, concurrency: int, requests: int | None = None,
-         duration: float | None = None, warmup: float = 0.0, ramp: float = 0.0) -> dict:
-    cmd = [sys.executable, str(BENCH / "proxy_bench_load.py"), "--url", url, "--model", MODEL,
-           "--api-key", CLIENT_KEY, "--concurrency", str(concurrency)]
+def load(
+    url: str,
+    stream: bool,
+    concurrency: int,
+    requests: int | None = None,
+    duration: float | None = None,
+    warmup: float = 0.0,
+    ramp: float = 0.0,
+) -> dict:
+    cmd = [
+        sys.executable,
+        str(BENCH / "proxy_bench_load.py"),
+        "--url",
+        url,
+        "--model",
+        MODEL,
+        "--api-key",
+        CLIENT_KEY,
+        "--concurrency",
+        str(concurrency),
+    ]
     cmd += ["--stream"] if stream else []
-    cmd += ["--requests", str(requests)] if requests else ["--duration", str(duration),
-                                                           "--warmup", str(warmup)]
+    cmd += (
+        ["--requests", str(requests)]
+        if requests
+        else ["--duration", str(duration), "--warmup", str(warmup)]
+    )
     cmd += ["--ramp", str(ramp)] if ramp else []
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         done = subprocess.run(cmd + ["--out", out.name], capture_output=True, check=False)
@@ -110,13 +157,25 @@ class Recorder:
     def __init__(self, targets: list[str]) -> None:
         self.data: dict[str, dict[str, dict]] = {t: {} for t in targets}
 
-    def add(self, target: str, phase: str, result: dict, proxy_cpu: float, upstream_cpu: float
-            ) -> None:
-        slot = self.data[target].setdefault(phase, {
-            "latency_s": [], "ttft_s": [], "per_chunk_s": [], "ok": 0, "errors": {},
-            "completed": 0, "wall_s": 0.0, "loadgen_cpu_s": 0.0, "loadgen_wall_s": 0.0,
-            "proxy_cpu_s": 0.0,
-            "upstream_cpu_s": 0.0})
+    def add(
+        self, target: str, phase: str, result: dict, proxy_cpu: float, upstream_cpu: float
+    ) -> None:
+        slot = self.data[target].setdefault(
+            phase,
+            {
+                "latency_s": [],
+                "ttft_s": [],
+                "per_chunk_s": [],
+                "ok": 0,
+                "errors": {},
+                "completed": 0,
+                "wall_s": 0.0,
+                "loadgen_cpu_s": 0.0,
+                "loadgen_wall_s": 0.0,
+                "proxy_cpu_s": 0.0,
+                "upstream_cpu_s": 0.0,
+            },
+        )
         for key in ("latency_s", "ttft_s", "per_chunk_s"):
             slot[key] += result[key]
         slot["ok"] += result["ok"]
@@ -130,8 +189,9 @@ class Recorder:
         slot["upstream_cpu_s"] += upstream_cpu
 
 
-def run_phase(rec: Recorder, target: str, phase: str, services: dict[str, Service],
-              **load_args) -> None:
+def run_phase(
+    rec: Recorder, target: str, phase: str, services: dict[str, Service], **load_args
+) -> None:
     paced = phase.startswith("paced_")
     proxy = services.get(target + (PACED if paced else ""))
     upstream = services["upstream"]
@@ -152,37 +212,76 @@ def plan(args: argparse.Namespace, targets: list[str]) -> list[tuple[str, str, d
     per_round_load = args.load_seconds / args.rounds
     for _ in range(args.rounds):
         for target in targets:
-            steps.append((target, "json_c1", {"stream": False, "concurrency": 1,
-                                              "requests": per_round_json}))
-            steps.append((target, "stream_c1", {"stream": True, "concurrency": 1,
-                                                "requests": per_round_stream}))
+            steps.append(
+                (target, "json_c1", {"stream": False, "concurrency": 1, "requests": per_round_json})
+            )
+            steps.append(
+                (
+                    target,
+                    "stream_c1",
+                    {"stream": True, "concurrency": 1, "requests": per_round_stream},
+                )
+            )
         # Paced streams start spread over one answer's duration (as real clients arrive); the
         # instant upstream needs no ramp (every proxy is CPU-bound there anyway).
         paced_ramp = args.pieces * args.token_interval_ms / 1000
-        for prefix, levels, ramp in (("stream", args.concurrency, 0.0),
-                                     ("paced", args.paced_concurrency, paced_ramp)):
+        for prefix, levels, ramp in (
+            ("stream", args.concurrency, 0.0),
+            ("paced", args.paced_concurrency, paced_ramp),
+        ):
             for concurrency in levels:
                 for target in targets:
-                    steps.append((target, f"{prefix}_c{concurrency}", {
-                        "stream": True, "concurrency": concurrency, "duration": per_round_load,
-                        "warmup": max(0.5, 2 * ramp), "ramp": ramp}))
+                    steps.append(
+                        (
+                            target,
+                            f"{prefix}_c{concurrency}",
+                            {
+                                "stream": True,
+                                "concurrency": concurrency,
+                                "duration": per_round_load,
+                                "warmup": max(0.5, 2 * ramp),
+                                "ramp": ramp,
+                            },
+                        )
+                    )
     return steps
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pieces", type=int, default=16, help="streamed content chunks per answer")
-    p.add_argument("--latency-requests", type=int, default=600,
-                   help="non-streamed requests per target at concurrency 1")
-    p.add_argument("--stream-requests", type=int, default=450,
-                   help="streamed requests per target at concurrency 1")
-    p.add_argument("--load-seconds", type=float, default=9.0,
-                   help="measured seconds per target and concurrency (split over the rounds)")
+    p.add_argument(
+        "--latency-requests",
+        type=int,
+        default=600,
+        help="non-streamed requests per target at concurrency 1",
+    )
+    p.add_argument(
+        "--stream-requests",
+        type=int,
+        default=450,
+        help="streamed requests per target at concurrency 1",
+    )
+    p.add_argument(
+        "--load-seconds",
+        type=float,
+        default=9.0,
+        help="measured seconds per target and concurrency (split over the rounds)",
+    )
     p.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
-    p.add_argument("--paced-concurrency", type=int, nargs="*", default=[64, 256],
-                   help="concurrent streams against the paced upstream (none: skip those phases)")
-    p.add_argument("--token-interval-ms", type=float, default=10.0,
-                   help="time between streamed chunks of the paced upstream")
+    p.add_argument(
+        "--paced-concurrency",
+        type=int,
+        nargs="*",
+        default=[64, 256],
+        help="concurrent streams against the paced upstream (none: skip those phases)",
+    )
+    p.add_argument(
+        "--token-interval-ms",
+        type=float,
+        default=10.0,
+        help="time between streamed chunks of the paced upstream",
+    )
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM column")
     p.add_argument("--quick", action="store_true", help="a short smoke run (numbers are rough)")
@@ -203,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             services = start_services(args, Path(tmp))
             rec = Recorder(targets)
-            for target, phase, load_args in tqdm(plan(args, targets), desc="proxy bench",
-                                                 unit="phase"):
+            for target, phase, load_args in tqdm(
+                plan(args, targets), desc="proxy bench", unit="phase"
+            ):
                 run_phase(rec, target, phase, services, **load_args)
             peak = {t: services[t].peak_rss_mib() for t in targets if t in services}
             # Peak memory over both instances of a proxy (the paced one holds more open streams).
@@ -222,8 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_docs:
         write_docs(ROOT / "docs" / "benchmarks.md", table, args, argv)
     failed = sum(sum(ph["errors"].values()) for t in rec.data.values() for ph in t.values())
-    print(f"proxy bench: {len(targets)} targets, {failed} failed requests, "
-          f"{time.time() - started:.0f}s", file=sys.stderr)
+    print(
+        f"proxy bench: {len(targets)} targets, {failed} failed requests, "
+        f"{time.time() - started:.0f}s",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -32,10 +32,28 @@ BENCH = Path(__file__).resolve().parent
 def start_proxy(name: str, tree: Path, upstream_url: str, log_dir: Path) -> Service:
     port = free_port()
     # PYTHONPATH puts the given tree's `proxy` package ahead of the editable install.
-    service = Service(name, [sys.executable, "-m", "proxy.cli", "serve", "--upstream",
-                             upstream_url, "--port", str(port)], port, "/readyz", log_dir,
-                      env={"PYTHONPATH": str(tree), "DEEPGUARD_MODEL": "stub-model",
-                           "DEEPGUARD_SERVER_LOG_LEVEL": "warning"}, cwd=tree)
+    service = Service(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "proxy.cli",
+            "serve",
+            "--upstream",
+            upstream_url,
+            "--port",
+            str(port),
+        ],
+        port,
+        "/readyz",
+        log_dir,
+        env={
+            "PYTHONPATH": str(tree),
+            "DEEPGUARD_MODEL": "stub-model",
+            "DEEPGUARD_SERVER_LOG_LEVEL": "warning",
+        },
+        cwd=tree,
+    )
     service.wait_ready(60)
     return service
 
@@ -53,23 +71,32 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="proxy-ab-") as tmp:
         tmp_path = Path(tmp)
         base_tree = tmp_path / "base"
-        shutil.copytree(ROOT / "proxy", base_tree / "proxy",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / "proxy", base_tree / "proxy", ignore=shutil.ignore_patterns("__pycache__")
+        )
         for name in args.files:
             if not name.startswith("proxy/"):
                 p.error(f"{name}: only files under proxy/ can be compared")
-            old = subprocess.run(["git", "show", f"{args.rev}:{name}"], cwd=ROOT, check=True,
-                                 capture_output=True).stdout
+            old = subprocess.run(
+                ["git", "show", f"{args.rev}:{name}"], cwd=ROOT, check=True, capture_output=True
+            ).stdout
             (base_tree / name).write_bytes(old)
         services: list[Service] = []
         try:
             up_port = free_port()
-            upstream = Service("upstream", [sys.executable, str(BENCH / "proxy_bench_upstream.py"),
-                                            "--port", str(up_port)], up_port, "/health", tmp_path)
+            upstream = Service(
+                "upstream",
+                [sys.executable, str(BENCH / "proxy_bench_upstream.py"), "--port", str(up_port)],
+                up_port,
+                "/health",
+                tmp_path,
+            )
             services.append(upstream)
             upstream.wait_ready(30)
-            sides = {"base": start_proxy("base", base_tree, upstream.url, tmp_path),
-                     "work": start_proxy("work", ROOT, upstream.url, tmp_path)}
+            sides = {
+                "base": start_proxy("base", base_tree, upstream.url, tmp_path),
+                "work": start_proxy("work", ROOT, upstream.url, tmp_path),
+            }
             services += sides.values()
             cpu = {k: [] for k in sides}
             p50 = {k: [] for k in sides}
@@ -78,20 +105,29 @@ def main(argv: list[str] | None = None) -> int:
                 for name in order:
                     proxy = sides[name]
                     before = proxy.cpu_seconds()
-                    result = load(proxy.url + "/v1/chat/completions", stream=args.stream,
-                                  concurrency=args.concurrency, requests=args.requests)
+                    result = load(
+                        proxy.url + "/v1/chat/completions",
+                        stream=args.stream,
+                        concurrency=args.concurrency,
+                        requests=args.requests,
+                    )
                     cpu[name].append((proxy.cpu_seconds() - before) / max(1, result["ok"]))
                     p50[name].append(statistics.median(result["latency_s"]))
-                print(f"round {r + 1}: CPU/request base {cpu['base'][-1] * 1e3:.3f} ms, "
-                      f"work {cpu['work'][-1] * 1e3:.3f} ms", file=sys.stderr)
+                print(
+                    f"round {r + 1}: CPU/request base {cpu['base'][-1] * 1e3:.3f} ms, "
+                    f"work {cpu['work'][-1] * 1e3:.3f} ms",
+                    file=sys.stderr,
+                )
         finally:
             for service in services:
                 service.stop()
     for name in ("base", "work"):
-        print(f"{name}: proxy CPU per request median {statistics.median(cpu[name]) * 1e3:.3f} ms, "
-              f"latency p50 median {statistics.median(p50[name]) * 1e3:.2f} ms "
-              f"({args.rounds} rounds x {args.requests} requests, c={args.concurrency}, "
-              f"{'streamed' if args.stream else 'non-streamed'})")
+        print(
+            f"{name}: proxy CPU per request median {statistics.median(cpu[name]) * 1e3:.3f} ms, "
+            f"latency p50 median {statistics.median(p50[name]) * 1e3:.2f} ms "
+            f"({args.rounds} rounds x {args.requests} requests, c={args.concurrency}, "
+            f"{'streamed' if args.stream else 'non-streamed'})"
+        )
     gain = 1 - statistics.median(cpu["work"]) / statistics.median(cpu["base"])
     print(f"CPU per request: {gain * 100:+.1f}% saved by the working tree")
     return 0

@@ -29,8 +29,11 @@ def installed_version() -> str | None:
     python = VENV / "bin" / "python"
     if not python.exists():
         return None
-    probe = subprocess.run([str(python), "-c", "import importlib.metadata as m; "
-                            "print(m.version('litellm'))"], capture_output=True, text=True)
+    probe = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+        capture_output=True,
+        text=True,
+    )
     return probe.stdout.strip() if probe.returncode == 0 else None
 
 
@@ -38,20 +41,42 @@ def ensure_installed() -> Path:
     """Create the venv and install the pinned LiteLLM proxy when it is missing (a few minutes)."""
     if installed_version() == LITELLM_VERSION and executable().exists():
         return executable()
-    print(f"proxy_bench: installing litellm[proxy]=={LITELLM_VERSION} into {VENV.relative_to(ROOT)}"
-          " (first use only) ...", file=sys.stderr, flush=True)
+    print(
+        f"proxy_bench: installing litellm[proxy]=={LITELLM_VERSION} into {VENV.relative_to(ROOT)}"
+        " (first use only) ...",
+        file=sys.stderr,
+        flush=True,
+    )
     VENV.parent.mkdir(exist_ok=True)
     if not (VENV / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    subprocess.run([str(VENV / "bin" / "python"), "-m", "pip", "install", "-q",
-                    "--disable-pip-version-check", f"litellm[proxy]=={LITELLM_VERSION}"],
-                   check=True)
+    subprocess.run(
+        [
+            str(VENV / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            f"litellm[proxy]=={LITELLM_VERSION}",
+        ],
+        check=True,
+    )
     return executable()
 
 
 def command(port: int) -> list[str]:
-    return [str(executable()), "--config", str(CONFIG), "--host", "127.0.0.1", "--port", str(port),
-            "--num_workers", "1"]
+    return [
+        str(executable()),
+        "--config",
+        str(CONFIG),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
 
 
 def environment(upstream_url: str, client_key: str) -> dict[str, str]:

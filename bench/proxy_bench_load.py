@@ -40,11 +40,19 @@ def cpu_seconds() -> float:
 
 def build_request(url: str, model: str, stream: bool, max_tokens: int, api_key: str) -> bytes:
     parts = urlsplit(url)
-    body = orjson.dumps({"model": model, "stream": stream, "max_tokens": max_tokens,
-                         "messages": [{"role": "user", "content": "Say hello to the benchmark."}]})
-    return (f"POST {parts.path} HTTP/1.1\r\nhost: {parts.netloc}\r\n"
-            f"content-type: application/json\r\nauthorization: Bearer {api_key}\r\n"
-            f"content-length: {len(body)}\r\n\r\n").encode() + body
+    body = orjson.dumps(
+        {
+            "model": model,
+            "stream": stream,
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
+        }
+    )
+    return (
+        f"POST {parts.path} HTTP/1.1\r\nhost: {parts.netloc}\r\n"
+        f"content-type: application/json\r\nauthorization: Bearer {api_key}\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 class Exchange(asyncio.Protocol):
@@ -113,9 +121,9 @@ class Results:
         self.ttft: list[float] = []
         self.per_chunk: list[float] = []
         self.errors: dict[str, int] = {}
-        self.ok = 0          # answered 200 inside the measured window
-        self.sent = 0        # every request written, warm-up and drain included
-        self.completed = 0   # every 200 answer, warm-up and drain included
+        self.ok = 0  # answered 200 inside the measured window
+        self.sent = 0  # every request written, warm-up and drain included
+        self.completed = 0  # every 200 answer, warm-up and drain included
         self.statuses: dict[str, int] = {}  # every answer's status, warm-up and drain included
 
     def error(self, what: str) -> None:
@@ -157,7 +165,7 @@ async def run(args: argparse.Namespace) -> dict:
             results.sent += 1
             try:
                 status, latency, ttft, per_chunk = await conn.send(request)
-            except (ConnectionError, asyncio.TimeoutError, httptools.HttpParserError) as exc:
+            except (TimeoutError, ConnectionError, httptools.HttpParserError) as exc:
                 results.error(exc.__class__.__name__)
                 conn.transport.close()
                 conn = None
@@ -187,10 +195,19 @@ async def run(args: argparse.Namespace) -> dict:
     wall = time.perf_counter() - t_begin
     cpu = cpu_seconds() - cpu_before
     measured_wall = args.duration if args.duration else wall
-    return {"ok": results.ok, "sent": results.sent, "completed": results.completed,
-            "statuses": results.statuses, "errors": results.errors, "wall_s": measured_wall,
-            "total_wall_s": wall, "loadgen_cpu_s": cpu, "latency_s": results.latency,
-            "ttft_s": results.ttft, "per_chunk_s": results.per_chunk}
+    return {
+        "ok": results.ok,
+        "sent": results.sent,
+        "completed": results.completed,
+        "statuses": results.statuses,
+        "errors": results.errors,
+        "wall_s": measured_wall,
+        "total_wall_s": wall,
+        "loadgen_cpu_s": cpu,
+        "latency_s": results.latency,
+        "ttft_s": results.ttft,
+        "per_chunk_s": results.per_chunk,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -204,15 +221,30 @@ def main(argv: list[str] | None = None) -> None:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--requests", type=int, help="send this many requests in total")
     mode.add_argument("--duration", type=float, help="measure this many seconds of steady load")
-    p.add_argument("--out", help="write the JSON report here instead of stdout (large reports "
-                                 "through a pipe were cut short)")
-    p.add_argument("--warmup", type=float, default=0.0,
-                   help="with --duration: seconds of load before measuring starts")
-    p.add_argument("--ramp", type=float, default=0.0,
-                   help="spread the connections' first requests over this many seconds")
+    p.add_argument(
+        "--out",
+        help="write the JSON report here instead of stdout (large reports "
+        "through a pipe were cut short)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        help="with --duration: seconds of load before measuring starts",
+    )
+    p.add_argument(
+        "--ramp",
+        type=float,
+        default=0.0,
+        help="spread the connections' first requests over this many seconds",
+    )
     a = p.parse_args(argv)
-    if a.concurrency < 1 or (a.requests is not None and a.requests < 1) or (
-            a.duration is not None and a.duration <= 0) or a.ramp < 0:
+    if (
+        a.concurrency < 1
+        or (a.requests is not None and a.requests < 1)
+        or (a.duration is not None and a.duration <= 0)
+        or a.ramp < 0
+    ):
         p.error("--concurrency, --requests and --duration must be positive, --ramp not negative")
     report = orjson.dumps(uvloop.run(run(a)))
     if a.out:

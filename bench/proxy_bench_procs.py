@@ -69,8 +69,16 @@ def memory_mib(pids: list[int], field: str = "VmHWM") -> float:
 class Service:
     """A server process in its own session (so its whole group can be stopped), logged to a file."""
 
-    def __init__(self, name: str, cmd: list[str], port: int, ready_path: str, log_dir: Path,
-                 env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        port: int,
+        ready_path: str,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -78,16 +86,22 @@ class Service:
         self.log_path = log_dir / f"{name}.log"
         self._ready_path = ready_path
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         env={**os.environ, **(env or {})}, cwd=cwd,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                start_new_session=True,
+            )
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; "
-                                   f"log tail:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}; log tail:\n{self.log_tail()}"
+                )
             try:
                 if httpx.get(self.url + self._ready_path, timeout=2.0).status_code == 200:
                     return
@@ -95,8 +109,9 @@ class Service:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f}s; log tail:\n"
-                           f"{self.log_tail()}")
+        raise RuntimeError(
+            f"{self.name} not ready after {timeout_s:.0f}s; log tail:\n{self.log_tail()}"
+        )
 
     def log_tail(self) -> str:
         try:

@@ -38,8 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--top", type=int, default=35)
-    p.add_argument("--token-interval-ms", type=float, default=0.0,
-                   help="pace the upstream's streamed chunks (0: instant)")
+    p.add_argument(
+        "--token-interval-ms",
+        type=float,
+        default=0.0,
+        help="pace the upstream's streamed chunks (0: instant)",
+    )
     args = p.parse_args(argv)
 
     from proxy.app import create_app
@@ -49,17 +53,29 @@ def main(argv: list[str] | None = None) -> int:
         up_port, paced_port = free_port(), free_port()
         cmd = [sys.executable, str(BENCH / "proxy_bench_upstream.py"), "--port", str(up_port)]
         if args.token_interval_ms:
-            cmd += ["--paced-port", str(paced_port), "--token-interval-ms", str(args.token_interval_ms)]
+            cmd += [
+                "--paced-port",
+                str(paced_port),
+                "--token-interval-ms",
+                str(args.token_interval_ms),
+            ]
         upstream = Service("upstream", cmd, up_port, "/health", Path(tmp))
         try:
             upstream.wait_ready(30)
-            os.environ["DEEPGUARD_UPSTREAM_URL"] = (f"http://127.0.0.1:{paced_port}" if args.token_interval_ms
-                                                    else upstream.url)
+            os.environ["DEEPGUARD_UPSTREAM_URL"] = (
+                f"http://127.0.0.1:{paced_port}" if args.token_interval_ms else upstream.url
+            )
             os.environ["DEEPGUARD_MODEL"] = "stub-model"
             port = free_port()
-            config = uvicorn.Config(create_app(Settings()), host="127.0.0.1", port=port,
-                                    loop="uvloop", http="httptools", log_level="warning",
-                                    access_log=False)
+            config = uvicorn.Config(
+                create_app(Settings()),
+                host="127.0.0.1",
+                port=port,
+                loop="uvloop",
+                http="httptools",
+                log_level="warning",
+                access_log=False,
+            )
             server = uvicorn.Server(config)
             profiler = cProfile.Profile()
 
@@ -72,9 +88,16 @@ def main(argv: list[str] | None = None) -> int:
             thread.start()
             while not server.started:
                 time.sleep(0.05)
-            cmd = [sys.executable, str(BENCH / "proxy_bench_load.py"), "--url",
-                   f"http://127.0.0.1:{port}/v1/chat/completions", "--concurrency",
-                   str(args.concurrency), "--requests", str(args.requests)]
+            cmd = [
+                sys.executable,
+                str(BENCH / "proxy_bench_load.py"),
+                "--url",
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                "--concurrency",
+                str(args.concurrency),
+                "--requests",
+                str(args.requests),
+            ]
             cmd += ["--stream"] if args.stream else []
             started = time.perf_counter()
             done = subprocess.run(cmd, capture_output=True)

@@ -66,29 +66,61 @@ def build_answer(raw_body: bytes, model: str, pieces: int) -> list[bytes] | None
     created = int(time.time())
     prompt = render_chatml(body.get("messages") or [])
     prompt_ids = list(range(len(prompt) // 4))
-    usage = {"prompt_tokens": len(prompt_ids), "completion_tokens": pieces,
-             "total_tokens": len(prompt_ids) + pieces}
+    usage = {
+        "prompt_tokens": len(prompt_ids),
+        "completion_tokens": pieces,
+        "total_tokens": len(prompt_ids) + pieces,
+    }
     want_ids = bool(body.get("return_token_ids"))
     want_prompt = bool(body.get("return_prompt_text"))
     if not body.get("stream"):
-        out = {"id": rid, "object": "chat.completion", "created": created, "model": model,
-               "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                            "message": {"role": "assistant", "content": " tok" * pieces}}],
-               "usage": usage}
+        out = {
+            "id": rid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                    "message": {"role": "assistant", "content": " tok" * pieces},
+                }
+            ],
+            "usage": usage,
+        }
         if want_ids:
             out["prompt_token_ids"] = prompt_ids
             out["choices"][0]["token_ids"] = list(range(1000, 1000 + pieces))
         if want_prompt:
             out["prompt_text"] = prompt
         payload = orjson.dumps(out)
-        return [b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\n\r\n%s" % (len(payload), payload)]
+        return [
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(payload), payload)
+        ]
 
-    def event(delta: dict, finish: str | None = None, extra: dict | None = None,
-              choice_extra: dict | None = None) -> bytes:
-        c = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish,
-                          **(choice_extra or {})}]}
+    def event(
+        delta: dict,
+        finish: str | None = None,
+        extra: dict | None = None,
+        choice_extra: dict | None = None,
+    ) -> bytes:
+        c = {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": delta,
+                    "logprobs": None,
+                    "finish_reason": finish,
+                    **(choice_extra or {}),
+                }
+            ],
+        }
         c.update(extra or {})
         return _http_chunk(b"data: " + orjson.dumps(c) + b"\n\n")
 
@@ -99,23 +131,35 @@ def build_answer(raw_body: bytes, model: str, pieces: int) -> list[bytes] | None
         first["prompt_text"] = prompt
     events = [event({"role": "assistant", "content": ""}, extra=first)]
     for i in range(pieces):
-        events.append(event({"content": " tok"},
-                            choice_extra={"token_ids": [1000 + i]} if want_ids else None))
+        events.append(
+            event({"content": " tok"}, choice_extra={"token_ids": [1000 + i]} if want_ids else None)
+        )
     events.append(event({}, finish="stop"))
     if (body.get("stream_options") or {}).get("include_usage"):
-        u = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-             "choices": [], "usage": usage}
+        u = {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": usage,
+        }
         events.append(_http_chunk(b"data: " + orjson.dumps(u) + b"\n\n"))
     events.append(_http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
-    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
     # One part per decode step: the role chunk leaves with the head, and the finish, usage and
     # [DONE] events leave with the last token, as a model server sends them (no extra step).
     return [head + events[0], *events[1:pieces], b"".join(events[pieces:])]
 
 
 def fixed_response(status: str, payload: bytes) -> bytes:
-    return (b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-            % (status.encode(), len(payload), payload))
+    return b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+        status.encode(),
+        len(payload),
+        payload,
+    )
 
 
 class Upstream:
@@ -123,9 +167,15 @@ class Upstream:
         self.model = model
         self.pieces = pieces
         self.cache: dict[bytes, list[bytes]] = {}
-        self.models = fixed_response("200 OK", orjson.dumps(
-            {"object": "list", "data": [{"id": model, "object": "model", "created": 0,
-                                         "owned_by": "bench"}]}))
+        self.models = fixed_response(
+            "200 OK",
+            orjson.dumps(
+                {
+                    "object": "list",
+                    "data": [{"id": model, "object": "model", "created": 0, "owned_by": "bench"}],
+                }
+            ),
+        )
         self.health = fixed_response("200 OK", b"{}")
         self.not_found = fixed_response("404 Not Found", b'{"error": "not found"}')
         self.bad_json = fixed_response("400 Bad Request", b'{"error": "bad json"}')
@@ -196,19 +246,30 @@ class Connection(asyncio.Protocol):
             return
         self.transport.write(parts[i])
         if i + 1 < len(parts):
-            asyncio.get_running_loop().call_later(self.interval_s, self._write_paced, parts, i + 1, keep_alive)
+            asyncio.get_running_loop().call_later(
+                self.interval_s, self._write_paced, parts, i + 1, keep_alive
+            )
         elif not keep_alive:
             self.transport.close()
 
 
-async def serve(host: str, port: int, model: str, pieces: int, paced_port: int | None = None,
-                interval_s: float = 0.0) -> None:
+async def serve(
+    host: str,
+    port: int,
+    model: str,
+    pieces: int,
+    paced_port: int | None = None,
+    interval_s: float = 0.0,
+) -> None:
     upstream = Upstream(model, pieces)
     loop = asyncio.get_running_loop()
     servers = [await loop.create_server(lambda: Connection(upstream), host, port, backlog=4096)]
     if paced_port:
-        servers.append(await loop.create_server(lambda: Connection(upstream, interval_s), host,
-                                                paced_port, backlog=4096))
+        servers.append(
+            await loop.create_server(
+                lambda: Connection(upstream, interval_s), host, paced_port, backlog=4096
+            )
+        )
     await asyncio.gather(*(server.serve_forever() for server in servers))
 
 
@@ -219,12 +280,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model-name", default="stub-model")
     p.add_argument("--pieces", type=int, default=16, help="content chunks per answer")
     p.add_argument("--paced-port", type=int, help="also serve paced answers on this port")
-    p.add_argument("--token-interval-ms", type=float, default=10.0,
-                   help="time between streamed chunks on --paced-port")
+    p.add_argument(
+        "--token-interval-ms",
+        type=float,
+        default=10.0,
+        help="time between streamed chunks on --paced-port",
+    )
     a = p.parse_args(argv)
     if a.pieces < 1 or a.token_interval_ms < 0:
         p.error("--pieces must be at least 1 and --token-interval-ms not negative")
-    uvloop.run(serve(a.host, a.port, a.model_name, a.pieces, a.paced_port, a.token_interval_ms / 1000))
+    uvloop.run(
+        serve(a.host, a.port, a.model_name, a.pieces, a.paced_port, a.token_interval_ms / 1000)
+    )
 
 
 if __name__ == "__main__":

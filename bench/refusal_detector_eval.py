@@ -26,9 +26,18 @@ sys.path.insert(0, str(REPO))
 
 from proxy.watch.detector import RefusalDetector  # noqa: E402
 from proxy.watch.labelled import (  # noqa: E402
-    Confusion, LabelledAnswer, label_conflicts, load_labelled, score)
+    Confusion,
+    LabelledAnswer,
+    label_conflicts,
+    load_labelled,
+    score,
+)
 from proxy.watch.relevance import (  # noqa: E402
-    ANSWER_WINDOW_CHARS, MIN_TOPIC_COVERAGE, PromptAwareRefusalClassifier, score_with_prompts)
+    ANSWER_WINDOW_CHARS,
+    MIN_TOPIC_COVERAGE,
+    PromptAwareRefusalClassifier,
+    score_with_prompts,
+)
 
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "refusal-labelled"
 # The prompt-aware classifier's knobs, searched on the fitting file of each held-out run.
@@ -38,14 +47,15 @@ TIMING_REPEATS = 5
 
 
 def _cells(c: Confusion) -> str:
-    return (f"{c.tp:>4}{c.fp:>4}{c.fn:>4}{c.tn:>4}"
-            f"{c.precision:>7.3f}{c.recall:>7.3f}{c.f1:>7.3f}")
+    return f"{c.tp:>4}{c.fp:>4}{c.fn:>4}{c.tn:>4}{c.precision:>7.3f}{c.recall:>7.3f}{c.f1:>7.3f}"
 
 
 def _header() -> str:
     cols = f"{'tp':>4}{'fp':>4}{'fn':>4}{'tn':>4}{'prec':>7}{'recall':>7}{'f1':>7}"
-    return (f"{'':<40}{'text-only detector':^35} | {'prompt-aware classifier':^35}\n"
-            f"{'set':<34}{'rows':>6}{cols} | {cols}")
+    return (
+        f"{'':<40}{'text-only detector':^35} | {'prompt-aware classifier':^35}\n"
+        f"{'set':<34}{'rows':>6}{cols} | {cols}"
+    )
 
 
 def fit(rows: list[LabelledAnswer]) -> PromptAwareRefusalClassifier:
@@ -56,7 +66,8 @@ def fit(rows: list[LabelledAnswer]) -> PromptAwareRefusalClassifier:
     best, best_key = None, None
     for coverage, window in itertools.product(COVERAGES, sorted(WINDOWS, reverse=True)):
         candidate = PromptAwareRefusalClassifier(
-            detector, answer_window_chars=window, min_topic_coverage=coverage)
+            detector, answer_window_chars=window, min_topic_coverage=coverage
+        )
         c = score_with_prompts(candidate, rows)
         key = (round(c.f1, 9), round(c.precision, 9))
         if best_key is None or key > best_key:
@@ -65,8 +76,9 @@ def fit(rows: list[LabelledAnswer]) -> PromptAwareRefusalClassifier:
     return best
 
 
-def swap_rate(classifier: PromptAwareRefusalClassifier,
-              rows: list[LabelledAnswer]) -> tuple[int, int]:
+def swap_rate(
+    classifier: PromptAwareRefusalClassifier, rows: list[LabelledAnswer]
+) -> tuple[int, int]:
     """(flagged, pairs): answers labelled 0, each under every other objective in the data."""
     answers = [r for r in rows if not r.is_refusal]
     objectives = sorted({r.objective for r in rows})
@@ -104,24 +116,32 @@ def main(argv: list[str] | None = None) -> int:
     every = [row for rows in per_file.values() for row in rows]
     conflicts = label_conflicts(every)
 
-    print(f"prompt-aware defaults: answer_window_chars={ANSWER_WINDOW_CHARS}, "
-          f"min_topic_coverage={MIN_TOPIC_COVERAGE}")
+    print(
+        f"prompt-aware defaults: answer_window_chars={ANSWER_WINDOW_CHARS}, "
+        f"min_topic_coverage={MIN_TOPIC_COVERAGE}"
+    )
     print(_header())
     for name, rows in [*per_file.items(), ("all files", every)]:
-        for view, subset in (("", rows),
-                             (" (text-decidable)",
-                              [r for r in rows if r.response.strip() not in conflicts])):
-            print(f"{name + view:<34}{len(subset):>6}{_cells(score(detector, subset))} | "
-                  f"{_cells(score_with_prompts(aware, subset))}")
-    print(f"texts whose label depends on the objective: {len(conflicts)} "
-          f"({sum(r.response.strip() in conflicts for r in every)} rows)")
+        for view, subset in (
+            ("", rows),
+            (" (text-decidable)", [r for r in rows if r.response.strip() not in conflicts]),
+        ):
+            print(
+                f"{name + view:<34}{len(subset):>6}{_cells(score(detector, subset))} | "
+                f"{_cells(score_with_prompts(aware, subset))}"
+            )
+    print(
+        f"texts whose label depends on the objective: {len(conflicts)} "
+        f"({sum(r.response.strip() in conflicts for r in every)} rows)"
+    )
 
     print("ablation on all files (prompt-aware, one rule family at a time):")
-    for label, options in (("  decline + lecture rules", {"off_topic": False}),
-                           ("  decline + off-topic rule", {"lectures": False})):
+    for label, options in (
+        ("  decline + lecture rules", {"off_topic": False}),
+        ("  decline + off-topic rule", {"lectures": False}),
+    ):
         partial = PromptAwareRefusalClassifier(detector, **options)
-        print(f"{label:<34}{len(every):>6}{'':>35} | "
-              f"{_cells(score_with_prompts(partial, every))}")
+        print(f"{label:<34}{len(every):>6}{'':>35} | {_cells(score_with_prompts(partial, every))}")
 
     if len(per_file) >= 2:
         print("\nheld-out (prompt-aware knobs fitted on one file, scored on the others):")
@@ -129,28 +149,38 @@ def main(argv: list[str] | None = None) -> int:
         for fit_name in per_file:
             fitted = fit(per_file[fit_name])
             held = [r for name, rows in per_file.items() if name != fit_name for r in rows]
-            print(f"  fit on {fit_name}: window={fitted.answer_window_chars}, "
-                  f"coverage={fitted.min_topic_coverage}")
-            print(f"{'  scored on the rest':<34}{len(held):>6}{_cells(score(detector, held))} | "
-                  f"{_cells(score_with_prompts(fitted, held))}")
+            print(
+                f"  fit on {fit_name}: window={fitted.answer_window_chars}, "
+                f"coverage={fitted.min_topic_coverage}"
+            )
+            print(
+                f"{'  scored on the rest':<34}{len(held):>6}{_cells(score(detector, held))} | "
+                f"{_cells(score_with_prompts(fitted, held))}"
+            )
 
     flagged, pairs = swap_rate(aware, every)
-    print(f"\nswap check: {flagged}/{pairs} = {flagged / max(pairs, 1):.3f} of on-topic answers "
-          "read as off-topic under another objective")
+    print(
+        f"\nswap check: {flagged}/{pairs} = {flagged / max(pairs, 1):.3f} of on-topic answers "
+        "read as off-topic under another objective"
+    )
     text_us = microseconds_per_answer(lambda r: detector.is_refusal(r.response), every)
     aware_us = microseconds_per_answer(lambda r: aware.is_refusal(r.response, r.objective), every)
-    print(f"cost per answer (median of {TIMING_REPEATS} passes over {len(every)} answers, "
-          f"same run): text-only {text_us:.0f} us, prompt-aware {aware_us:.0f} us")
+    print(
+        f"cost per answer (median of {TIMING_REPEATS} passes over {len(every)} answers, "
+        f"same run): text-only {text_us:.0f} us, prompt-aware {aware_us:.0f} us"
+    )
 
     if args.show_misses:
         for row in every:
             text_wrong = detector.is_refusal(row.response) != row.is_refusal
             verdict = aware.judge(row.response, row.objective)
             if text_wrong or verdict.refusal != row.is_refusal:
-                print(f"  {row.source}:{row.row} label={int(row.is_refusal)} "
-                      f"text={'miss' if text_wrong else 'ok'} "
-                      f"aware={'miss' if verdict.refusal != row.is_refusal else 'ok'}"
-                      f"({verdict.rule}) {row.response[:80]!r}")
+                print(
+                    f"  {row.source}:{row.row} label={int(row.is_refusal)} "
+                    f"text={'miss' if text_wrong else 'ok'} "
+                    f"aware={'miss' if verdict.refusal != row.is_refusal else 'ok'}"
+                    f"({verdict.rule}) {row.response[:80]!r}"
+                )
     return 0
 
 

@@ -24,13 +24,41 @@ SIZES = {
     # "ci": a smoke-sized run of every step (minutes). "full": the served default's own recipe
     # (`make default-model`: LoRA r16, lr 6e-4, 4 epochs) for (b), (c) and (d), so (c) here is the
     # model `deepguard serve` ships; about 80 CPU-minutes on 2 cores with the data already built.
-    "ci": dict(n_harmful=64, n_benign=64, epochs=2, lr="5e-5", lora_r=0, prompts=20, safe=20, tasks=10,
-               seeds="", attack=16, attack_epochs=5, attack_lr="2e-5", attack_styles="harmful,refuse-then-comply",
-               attack_tasks=10, contrast=False),
+    "ci": dict(
+        n_harmful=64,
+        n_benign=64,
+        epochs=2,
+        lr="5e-5",
+        lora_r=0,
+        prompts=20,
+        safe=20,
+        tasks=10,
+        seeds="",
+        attack=16,
+        attack_epochs=5,
+        attack_lr="2e-5",
+        attack_styles="harmful,refuse-then-comply",
+        attack_tasks=10,
+        contrast=False,
+    ),
     # The full run attacks with the paper's style only: each (style, objective) pair is ~6 CPU-minutes.
-    "full": dict(n_harmful=256, n_benign=128, epochs=4, lr="6e-4", lora_r=16, prompts=40, safe=100, tasks=50,
-                 seeds="0,1,2", attack=64, attack_epochs=10, attack_lr="2e-5", attack_styles="harmful",
-                 attack_tasks=20, contrast=True),
+    "full": dict(
+        n_harmful=256,
+        n_benign=128,
+        epochs=4,
+        lr="6e-4",
+        lora_r=16,
+        prompts=40,
+        safe=100,
+        tasks=50,
+        seeds="0,1,2",
+        attack=64,
+        attack_epochs=10,
+        attack_lr="2e-5",
+        attack_styles="harmful",
+        attack_tasks=20,
+        contrast=True,
+    ),
 }
 XSTEST = "../shared/data/xstest/xstest_safe_prompts.csv"
 TASKS = "../shared/data/self-instruct/user_oriented_instructions.jsonl"
@@ -44,26 +72,97 @@ def commands(size: str, runs: Path, seed: int) -> list[tuple[list[str], Path]]:
     sampled = ["--sampled-seeds", s["seeds"]] if s["seeds"] else []
     # `eval prefill` of the shipped model caches the harmful answers here; every model reuses them.
     shipped_cases = str(res / "prefill-a-shipped-harmful-cases.jsonl")
+
     def build(out: Path, *extra: str) -> tuple[list[str], Path]:
-        return (dg + ["data", "build", "--out", str(out), "--n-harmful", str(s["n_harmful"]),
-                      "--n-benign", str(s["n_benign"]), *extra, "--harmful-tokens", "64",
-                      "--benign-tokens", "128", "--batch-size", "16", "--seed", str(seed)],
-                out / "benign.jsonl")  # written last
+        return (
+            dg
+            + [
+                "data",
+                "build",
+                "--out",
+                str(out),
+                "--n-harmful",
+                str(s["n_harmful"]),
+                "--n-benign",
+                str(s["n_benign"]),
+                *extra,
+                "--harmful-tokens",
+                "64",
+                "--benign-tokens",
+                "128",
+                "--batch-size",
+                "16",
+                "--seed",
+                str(seed),
+            ],
+            out / "benign.jsonl",
+        )  # written last
 
-    def train(objective: str, data: Path, out: Path, benign_per_step: int = 16) -> tuple[list[str], Path]:
-        lora = ["--lora-r", str(s["lora_r"]), "--safety-per-step", "16", "--benign-per-step",
-                str(benign_per_step), "--micro-batch", "8"] if s["lora_r"] else []
-        return (dg + ["train", "--objective", objective, "--data", str(data), "--out", str(out),
-                      "--epochs", str(s["epochs"]), "--lr", s["lr"], *lora, "--seed", str(seed)],
-                out / "model" / "config.json")
+    def train(
+        objective: str, data: Path, out: Path, benign_per_step: int = 16
+    ) -> tuple[list[str], Path]:
+        lora = (
+            [
+                "--lora-r",
+                str(s["lora_r"]),
+                "--safety-per-step",
+                "16",
+                "--benign-per-step",
+                str(benign_per_step),
+                "--micro-batch",
+                "8",
+            ]
+            if s["lora_r"]
+            else []
+        )
+        return (
+            dg
+            + [
+                "train",
+                "--objective",
+                objective,
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--epochs",
+                str(s["epochs"]),
+                "--lr",
+                s["lr"],
+                *lora,
+                "--seed",
+                str(seed),
+            ],
+            out / "model" / "config.json",
+        )
 
-    steps = [build(data),
-             # HarmBench (held out: training uses AdvBench); harmful answers written once by the shipped model.
-             (dg + ["eval", "prefill", "--label", "a-shipped", "--limit", str(s["prompts"]),
-                    "--max-new-tokens", PREFILL_TOKENS, *sampled, "--out", str(res / "prefill-a-shipped.json")],
-              res / "prefill-a-shipped.json")]
+    steps = [
+        build(data),
+        # HarmBench (held out: training uses AdvBench); harmful answers written once by the shipped model.
+        (
+            dg
+            + [
+                "eval",
+                "prefill",
+                "--label",
+                "a-shipped",
+                "--limit",
+                str(s["prompts"]),
+                "--max-new-tokens",
+                PREFILL_TOKENS,
+                *sampled,
+                "--out",
+                str(res / "prefill-a-shipped.json"),
+            ],
+            res / "prefill-a-shipped.json",
+        ),
+    ]
     models = {"a-shipped": "default"}
-    for label, objective in (("b-shallow", "sft"), ("c-deep", "augmented"), ("d-deep-rto", "augmented+rto")):
+    for label, objective in (
+        ("b-shallow", "sft"),
+        ("c-deep", "augmented"),
+        ("d-deep-rto", "augmented+rto"),
+    ):
         steps.append(train(objective, data, runs / label))
         models[label] = str(runs / label / "model")
     if s["contrast"]:
@@ -77,37 +176,178 @@ def commands(size: str, runs: Path, seed: int) -> list[tuple[list[str], Path]]:
         common = ["--model", model, "--label", label]
         if label != "a-shipped":
             out = res / f"prefill-{label}.json"
-            steps.append((dg + ["eval", "prefill", *common, "--cases", shipped_cases,
-                                "--max-new-tokens", PREFILL_TOKENS, *sampled, "--out", str(out)], out))
+            steps.append(
+                (
+                    dg
+                    + [
+                        "eval",
+                        "prefill",
+                        *common,
+                        "--cases",
+                        shipped_cases,
+                        "--max-new-tokens",
+                        PREFILL_TOKENS,
+                        *sampled,
+                        "--out",
+                        str(out),
+                    ],
+                    out,
+                )
+            )
         out = res / f"overrefusal-{label}.json"
-        steps.append((dg + ["eval", "overrefusal", *common, "--prompts", XSTEST, "--limit", str(s["safe"]),
-                            "--max-new-tokens", REFUSAL_TOKENS, "--out", str(out)], out))
+        steps.append(
+            (
+                dg
+                + [
+                    "eval",
+                    "overrefusal",
+                    *common,
+                    "--prompts",
+                    XSTEST,
+                    "--limit",
+                    str(s["safe"]),
+                    "--max-new-tokens",
+                    REFUSAL_TOKENS,
+                    "--out",
+                    str(out),
+                ],
+                out,
+            )
+        )
         out = res / f"utility-{label}.json"
-        steps.append((dg + ["eval", "utility", *common, "--tasks", TASKS, "--limit", str(s["tasks"]),
-                            "--out", str(out)], out))
+        steps.append(
+            (
+                dg
+                + [
+                    "eval",
+                    "utility",
+                    *common,
+                    "--tasks",
+                    TASKS,
+                    "--limit",
+                    str(s["tasks"]),
+                    "--out",
+                    str(out),
+                ],
+                out,
+            )
+        )
     for label in ("b-shallow", "c-deep"):
         out = res / f"kl-{label}.json"
-        steps.append((dg + ["eval", "kl", "--model", models[label], "--label", label, "--reference", "default",
-                            "--cases", shipped_cases, "--out", str(out)], out))
+        steps.append(
+            (
+                dg
+                + [
+                    "eval",
+                    "kl",
+                    "--model",
+                    models[label],
+                    "--label",
+                    label,
+                    "--reference",
+                    "default",
+                    "--cases",
+                    shipped_cases,
+                    "--out",
+                    str(out),
+                ],
+                out,
+            )
+        )
     out = res / "recovery-c-deep.json"
-    steps.append((dg + ["eval", "recovery", "--model", models["c-deep"], "--label", "c-deep",
-                        "--cases", shipped_cases, "--out", str(out)], out))
+    steps.append(
+        (
+            dg
+            + [
+                "eval",
+                "recovery",
+                "--model",
+                models["c-deep"],
+                "--label",
+                "c-deep",
+                "--cases",
+                shipped_cases,
+                "--out",
+                str(out),
+            ],
+            out,
+        )
+    )
     out = res / "prefill-rank-c-deep.json"
-    steps.append((dg + ["eval", "prefill", "--model", models["c-deep"], "--label", "c-deep-rank",
-                        "--mode", "rank", "--cases", shipped_cases, "--ks", "0,5,10,20",
-                        "--max-new-tokens", PREFILL_TOKENS, "--out", str(out)], out))
+    steps.append(
+        (
+            dg
+            + [
+                "eval",
+                "prefill",
+                "--model",
+                models["c-deep"],
+                "--label",
+                "c-deep-rank",
+                "--mode",
+                "rank",
+                "--cases",
+                shipped_cases,
+                "--ks",
+                "0,5,10,20",
+                "--max-new-tokens",
+                PREFILL_TOKENS,
+                "--out",
+                str(out),
+            ],
+            out,
+        )
+    )
     # (e): attack data = HarmBench answers beyond the evaluation slice; the first --examples of them
     # train the attack and the rest measure it.
     out = res / "finetune-attack-c-deep.json"
-    steps.append((dg + ["eval", "finetune-attack", "--model", models["c-deep"], "--label", "c-deep",
-                        "--offset", str(s["prompts"]), "--limit", str(s["attack"] + s["prompts"]),
-                        "--examples", str(s["attack"]), "--epochs", str(s["attack_epochs"]),
-                        "--lr", s["attack_lr"], "--styles", s["attack_styles"],
-                        "--task-limit", str(s["attack_tasks"]), "--work-dir", str(runs / "attack"),
-                        "--out", str(out)], out))
-    steps.append((dg + ["eval", "report", str(res), "--out-dir", str(runs / "report"),
-                        "--title", f"SmolLM2-135M deep alignment reproduction ({size}, seed {seed})"],
-                  runs / "report" / "report.md"))
+    steps.append(
+        (
+            dg
+            + [
+                "eval",
+                "finetune-attack",
+                "--model",
+                models["c-deep"],
+                "--label",
+                "c-deep",
+                "--offset",
+                str(s["prompts"]),
+                "--limit",
+                str(s["attack"] + s["prompts"]),
+                "--examples",
+                str(s["attack"]),
+                "--epochs",
+                str(s["attack_epochs"]),
+                "--lr",
+                s["attack_lr"],
+                "--styles",
+                s["attack_styles"],
+                "--task-limit",
+                str(s["attack_tasks"]),
+                "--work-dir",
+                str(runs / "attack"),
+                "--out",
+                str(out),
+            ],
+            out,
+        )
+    )
+    steps.append(
+        (
+            dg
+            + [
+                "eval",
+                "report",
+                str(res),
+                "--out-dir",
+                str(runs / "report"),
+                "--title",
+                f"SmolLM2-135M deep alignment reproduction ({size}, seed {seed})",
+            ],
+            runs / "report" / "report.md",
+        )
+    )
     return steps
 
 
@@ -117,7 +357,9 @@ def main() -> int:
     parser.add_argument("--runs", default="runs/reproduce")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run", action="store_true", help="run the commands (else print them)")
-    parser.add_argument("--redo", action="store_true", help="rerun steps whose output already exists")
+    parser.add_argument(
+        "--redo", action="store_true", help="rerun steps whose output already exists"
+    )
     args = parser.parse_args()
     venv_bin = Path(sys.executable).parent
     total = time.perf_counter()

@@ -20,7 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from alignment.models import load_model  # noqa: E402
-from alignment.objectives import IGNORE_INDEX, answer_mask, constrained_loss, sft_loss, token_logprobs  # noqa: E402
+from alignment.objectives import (
+    IGNORE_INDEX,
+    answer_mask,
+    constrained_loss,
+    sft_loss,
+    token_logprobs,
+)  # noqa: E402
 from alignment.reference import autocast_context  # noqa: E402
 
 
@@ -55,7 +61,9 @@ def main() -> int:
     parser.add_argument("--model", default="default")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--length", type=int, default=192)
-    parser.add_argument("--prompt", type=int, default=64, help="tokens without loss at the start of each row")
+    parser.add_argument(
+        "--prompt", type=int, default=64, help="tokens without loss at the start of each row"
+    )
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--no-bf16", action="store_true")
     args = parser.parse_args()
@@ -79,7 +87,9 @@ def main() -> int:
         constrained_times += timed(lambda: step(model, optimizer, ids, mask, labels, bf16, ref), 1)
     sft_s, con_s = statistics.median(sft_times), statistics.median(constrained_times)
     tokens = int(mask.sum())
-    print(f"model={args.model} batch={args.batch}x{args.length} bf16={bf16} repeats={args.repeats} threads={torch.get_num_threads()}")
+    print(
+        f"model={args.model} batch={args.batch}x{args.length} bf16={bf16} repeats={args.repeats} threads={torch.get_num_threads()}"
+    )
     print(f"sft step (baseline):  {sft_s:.3f} s median  ({tokens / sft_s:.0f} tokens/s)")
     print(f"constrained step:     {con_s:.3f} s median  ({tokens / con_s:.0f} tokens/s)")
     print(f"ratio constrained/sft: {con_s / sft_s:.3f} (target <= 1.1)")

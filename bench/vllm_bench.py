@@ -52,15 +52,22 @@ class Sample:
     gaps: list[float] = field(default_factory=list)
 
 
-async def one_stream(client: httpx.AsyncClient, url: str, headers: dict, prompt: str,
-                     max_tokens: int) -> Sample:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
+async def one_stream(
+    client: httpx.AsyncClient, url: str, headers: dict, prompt: str, max_tokens: int
+) -> Sample:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     start = time.perf_counter()
     ttft, last, gaps, tokens = None, None, [], 0
-    async with client.stream("POST", url + "/v1/chat/completions", json=body,
-                             headers=headers) as response:
+    async with client.stream(
+        "POST", url + "/v1/chat/completions", json=body, headers=headers
+    ) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -78,13 +85,20 @@ async def one_stream(client: httpx.AsyncClient, url: str, headers: dict, prompt:
     return Sample(tokens, ttft or float("nan"), gaps)
 
 
-async def phase(url: str, headers: dict, streams: int, per_stream: int, max_tokens: int
-                ) -> tuple[float, list[Sample]]:
+async def phase(
+    url: str, headers: dict, streams: int, per_stream: int, max_tokens: int
+) -> tuple[float, list[Sample]]:
     """`streams` closed-loop clients, `per_stream` requests each; (wall seconds, samples)."""
     async with httpx.AsyncClient(timeout=600) as client:
+
         async def worker(index: int) -> list[Sample]:
-            return [await one_stream(client, url, headers, PROMPTS[(index + i) % len(PROMPTS)],
-                                     max_tokens) for i in range(per_stream)]
+            return [
+                await one_stream(
+                    client, url, headers, PROMPTS[(index + i) % len(PROMPTS)], max_tokens
+                )
+                for i in range(per_stream)
+            ]
+
         start = time.perf_counter()
         results = await asyncio.gather(*(worker(i) for i in range(streams)))
         return time.perf_counter() - start, [s for batch in results for s in batch]
@@ -94,10 +108,13 @@ def summarise(runs: list[tuple[float, list[Sample]]]) -> dict:
     samples = [s for _, batch in runs for s in batch]
     wall = sum(w for w, _ in runs)
     gaps = [g for s in samples for g in s.gaps]
-    return {"tok_s": sum(s.tokens for s in samples) / wall,
-            "ttft_p50_ms": 1000 * statistics.median(s.ttft for s in samples),
-            "itl_p50_ms": 1000 * statistics.median(gaps) if gaps else float("nan"),
-            "requests": len(samples), "tokens": sum(s.tokens for s in samples)}
+    return {
+        "tok_s": sum(s.tokens for s in samples) / wall,
+        "ttft_p50_ms": 1000 * statistics.median(s.ttft for s in samples),
+        "itl_p50_ms": 1000 * statistics.median(gaps) if gaps else float("nan"),
+        "requests": len(samples),
+        "tokens": sum(s.tokens for s in samples),
+    }
 
 
 def start_stack() -> tuple[object, str, str, str]:
@@ -105,25 +122,36 @@ def start_stack() -> tuple[object, str, str, str]:
     key = "sk-bench-" + secrets.token_hex(8)
     log_dir = ROOT / ".bench"
     log_dir.mkdir(exist_ok=True)
-    server = launch(deepguard_cmd() + ["serve", "--port", str(port)], port, log_dir, "vllm-bench",
-                    {"DEEPGUARD_VLLM_PORT": str(vllm_port), "DEEPGUARD_UPSTREAM_API_KEY": key})
+    server = launch(
+        deepguard_cmd() + ["serve", "--port", str(port)],
+        port,
+        log_dir,
+        "vllm-bench",
+        {"DEEPGUARD_VLLM_PORT": str(vllm_port), "DEEPGUARD_UPSTREAM_API_KEY": key},
+    )
     print(f"starting deepguard serve + vLLM (log: {server.log_path}) ...", flush=True)
     server.wait_ready("/readyz", 1800)
     return server, server.url, f"http://127.0.0.1:{vllm_port}", key
 
 
 def table(results: dict, args) -> str:
-    lines = ["| streams | path | tok/s (aggregate) | TTFT p50 ms | ITL p50 ms | requests |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| streams | path | tok/s (aggregate) | TTFT p50 ms | ITL p50 ms | requests |",
+        "|---|---|---|---|---|---|",
+    ]
     for streams in args.streams:
         direct, proxied = results[(streams, "direct")], results[(streams, "proxy")]
         for name, r in (("vLLM direct", direct), ("through deepguard", proxied)):
-            lines.append(f"| {streams} | {name} | {r['tok_s']:.0f} | {r['ttft_p50_ms']:.1f} | "
-                         f"{r['itl_p50_ms']:.2f} | {r['requests']} |")
-        lines.append(f"| {streams} | **added by the proxy** | "
-                     f"{100 * proxied['tok_s'] / direct['tok_s']:.0f}% of direct | "
-                     f"{proxied['ttft_p50_ms'] - direct['ttft_p50_ms']:+.1f} | "
-                     f"{proxied['itl_p50_ms'] - direct['itl_p50_ms']:+.2f} | |")
+            lines.append(
+                f"| {streams} | {name} | {r['tok_s']:.0f} | {r['ttft_p50_ms']:.1f} | "
+                f"{r['itl_p50_ms']:.2f} | {r['requests']} |"
+            )
+        lines.append(
+            f"| {streams} | **added by the proxy** | "
+            f"{100 * proxied['tok_s'] / direct['tok_s']:.0f}% of direct | "
+            f"{proxied['ttft_p50_ms'] - direct['ttft_p50_ms']:+.1f} | "
+            f"{proxied['itl_p50_ms'] - direct['itl_p50_ms']:+.2f} | |"
+        )
     return "\n".join(lines)
 
 
@@ -146,7 +174,7 @@ def main() -> int:
         server, proxy_url, vllm_url, key = start_stack()
     targets = {"direct": (vllm_url, {"Authorization": f"Bearer {key}"}), "proxy": (proxy_url, {})}
     try:
-        asyncio.run(phase(proxy_url, {}, 2, 1, 16))          # warm both paths' connections
+        asyncio.run(phase(proxy_url, {}, 2, 1, 16))  # warm both paths' connections
         runs: dict = {}
         for streams in args.streams:
             for rnd in range(args.rounds):
@@ -154,9 +182,13 @@ def main() -> int:
                 for name in order:
                     url, headers = targets[name]
                     runs.setdefault((streams, name), []).append(
-                        asyncio.run(phase(url, headers, streams, args.per_stream, args.max_tokens)))
-                    print(f"  streams={streams} round={rnd + 1} {name}: "
-                          f"{summarise(runs[(streams, name)][-1:])['tok_s']:.0f} tok/s", flush=True)
+                        asyncio.run(phase(url, headers, streams, args.per_stream, args.max_tokens))
+                    )
+                    print(
+                        f"  streams={streams} round={rnd + 1} {name}: "
+                        f"{summarise(runs[(streams, name)][-1:])['tok_s']:.0f} tok/s",
+                        flush=True,
+                    )
         results = {k: summarise(v) for k, v in runs.items()}
     finally:
         if server is not None:
@@ -176,7 +208,8 @@ def main() -> int:
             "measured at the client. The proxy runs its full policy and recovery watch "
             "(observe-only, as by default).\n\n"
             f"Machine: {os.cpu_count()} cores, {platform.machine()}, "
-            f"run {time.strftime('%Y-%m-%d')}.\n\n" + text + "\n")
+            f"run {time.strftime('%Y-%m-%d')}.\n\n" + text + "\n"
+        )
         print(f"wrote {DOC.relative_to(ROOT)}")
     return 0
 

@@ -25,8 +25,29 @@ from tqdm import tqdm  # noqa: E402
 from proxy.watch.detector import RefusalDetector  # noqa: E402
 from proxy.watch.watcher import ChoiceWatch  # noqa: E402
 
-WORDS = (" The", " first", " step", " is", " to", " measure", " the", " parts", ",", " then",
-         " mix", " them", " in", " a", " bowl", ".", "\n", " Next", " heat", " it", " slowly")
+WORDS = (
+    " The",
+    " first",
+    " step",
+    " is",
+    " to",
+    " measure",
+    " the",
+    " parts",
+    ",",
+    " then",
+    " mix",
+    " them",
+    " in",
+    " a",
+    " bowl",
+    ".",
+    "\n",
+    " Next",
+    " heat",
+    " it",
+    " slowly",
+)
 REFUSAL = (" I", "'m", " sorry", ",", " but", " I", " can", "'t", " help", " with", " that", ".")
 
 
@@ -34,7 +55,7 @@ def stream(n_tokens: int, refuse: bool) -> list[str]:
     pieces = [WORDS[i % len(WORDS)] for i in range(n_tokens)]
     if refuse:
         at = n_tokens * 3 // 4
-        pieces[at:at + len(REFUSAL)] = REFUSAL
+        pieces[at : at + len(REFUSAL)] = REFUSAL
     return pieces[:n_tokens]
 
 
@@ -50,9 +71,22 @@ def per_token_serialise(pieces: list[str]) -> float:
     """What the proxy does per token anyway: one SSE chunk serialised with orjson."""
     start = time.perf_counter_ns()
     for piece in pieces:
-        orjson.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
-                      "model": "m", "choices": [{"index": 0, "delta": {"content": piece},
-                                                 "logprobs": None, "finish_reason": None}]})
+        orjson.dumps(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"content": piece},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        )
     return (time.perf_counter_ns() - start) / len(pieces) / 1000
 
 
@@ -75,9 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--answers, --tokens and --repeats must be >= 1")
     detector = RefusalDetector.default()
     answers = [stream(args.tokens, refuse=i % 2 == 1) for i in range(args.answers)]
-    timings: dict[str, list[float]] = {"baseline (list.append)": [],
-                                       "baseline (orjson chunk)": [],
-                                       "ChoiceWatch W=0": [], "ChoiceWatch W=16": []}
+    timings: dict[str, list[float]] = {
+        "baseline (list.append)": [],
+        "baseline (orjson chunk)": [],
+        "ChoiceWatch W=0": [],
+        "ChoiceWatch W=16": [],
+    }
     for _ in tqdm(range(args.repeats), desc="repeats"):
         for pieces in answers:
             timings["baseline (list.append)"].append(per_token_baseline(pieces))
@@ -86,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             timings["ChoiceWatch W=16"].append(per_token_watch(detector, pieces, 16))
     print(f"{args.answers} answers x {args.tokens} tokens x {args.repeats} repeats")
     for name, values in timings.items():
-        print(f"  {name:<24} median {statistics.median(values):7.2f} us/token   "
-              f"p90 {statistics.quantiles(values, n=10)[-1]:7.2f} us/token")
+        print(
+            f"  {name:<24} median {statistics.median(values):7.2f} us/token   "
+            f"p90 {statistics.quantiles(values, n=10)[-1]:7.2f} us/token"
+        )
     worst = max(statistics.median(timings[k]) for k in ("ChoiceWatch W=0", "ChoiceWatch W=16"))
     print(f"target < 20 us/token: {'met' if worst < 20 else 'NOT met'} (worst median {worst:.2f})")
     return 0

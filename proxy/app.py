@@ -17,14 +17,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.chat_service import ChatService, own_upstream_error
-from proxy.history import build_store
-from proxy.routes.deps import KeySlots
 from proxy.config import Settings
 from proxy.errors import JSON, APIError, error_body
+from proxy.history import build_store
 from proxy.metrics import Metrics
 from proxy.policy import ControlTokenMatcher
 from proxy.readiness import probe_forever
-from proxy.routes import chat, health, metrics as metrics_route, models, unsupported
+from proxy.routes import chat, health, models, unsupported
+from proxy.routes import metrics as metrics_route
+from proxy.routes.deps import KeySlots
 from proxy.upstream import Upstream, UpstreamError
 from proxy.watch import RefusalDetector
 
@@ -42,8 +43,13 @@ class ServedModel:
         if self.name is None:
             models = await self._upstream.models()
             if not models:
-                raise UpstreamError("malformed", 503, "the model server lists no model yet",
-                                    "upstream_unavailable", {"retry-after": "1"})
+                raise UpstreamError(
+                    "malformed",
+                    503,
+                    "the model server lists no model yet",
+                    "upstream_unavailable",
+                    {"retry-after": "1"},
+                )
             self.name = models[0]["id"]
         return self.name
 
@@ -65,7 +71,7 @@ class RequestContext:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["received_at"] = time.perf_counter()
-        header_id = ("x-request-id".encode(), request_id.encode())
+        header_id = (b"x-request-id", request_id.encode())
 
         write_timeout_s = self.write_timeout_s
 
@@ -92,9 +98,16 @@ class RequestContext:
 
 
 def too_large(limit: int) -> JSON:
-    return JSON(error_body(f"the request body is larger than the {limit}-byte limit",
-                                     "invalid_request_error", None, "request_too_large"),
-                          status_code=413, headers={"x-should-retry": "false"})
+    return JSON(
+        error_body(
+            f"the request body is larger than the {limit}-byte limit",
+            "invalid_request_error",
+            None,
+            "request_too_large",
+        ),
+        status_code=413,
+        headers={"x-should-retry": "false"},
+    )
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -105,28 +118,31 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         up = settings.upstream
-        upstream = Upstream(up.url, up.api_key, up.connect_timeout_s, up.read_timeout_s,
-                            up.max_connections)
+        upstream = Upstream(
+            up.url, up.api_key, up.connect_timeout_s, up.read_timeout_s, up.max_connections
+        )
         # A configured tokenizer that cannot be read stops the start (unless the operator opted
         # out): the scan would silently lose the served model's own special tokens.
         control_tokens, source = ControlTokenMatcher.from_model_dir(
-            up.tokenizer_path, extra=settings.policy.extra_control_tokens,
-            required=settings.policy.require_tokenizer)
+            up.tokenizer_path,
+            extra=settings.policy.extra_control_tokens,
+            required=settings.policy.require_tokenizer,
+        )
         log.log(logging.INFO if up.tokenizer_path else logging.WARNING, "%s", source)
         history = None
         if settings.policy.history == "verified":
             history = build_store(settings.history)
-        secret = (settings.history.secret.encode() if settings.history.secret
-                  else os.urandom(32))
+        secret = settings.history.secret.encode() if settings.history.secret else os.urandom(32)
         detector = RefusalDetector.default(settings.watch.extra_refusal_phrases)
         app.state.settings = settings
         app.state.metrics = metrics
         app.state.upstream = upstream
         app.state.served_model = ServedModel(upstream, settings.model)
-        app.state.chat = ChatService(upstream, metrics, detector, control_tokens, settings,
-                                     history, secret)
+        app.state.chat = ChatService(
+            upstream, metrics, detector, control_tokens, settings, history, secret
+        )
         app.state.key_slots = KeySlots(settings.auth, up.max_connections)
-        app.state.readiness = None   # the background probe's latest answer
+        app.state.readiness = None  # the background probe's latest answer
         # Everything built so far lives as long as the process: move it out of the collector's
         # reach, so full collections under load only walk the objects of requests in flight.
         gc.collect()
@@ -145,15 +161,29 @@ def create_app(settings: Settings) -> FastAPI:
             if history is not None:
                 await history.aclose()
 
-    app = FastAPI(title="deepguard", version="0.1.0", lifespan=lifespan,
-                  default_response_class=JSON, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="deepguard",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=JSON,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.metrics = metrics
-    for router in (chat.router, models.router, health.router, metrics_route.router,
-                   unsupported.router):
+    for router in (
+        chat.router,
+        models.router,
+        health.router,
+        metrics_route.router,
+        unsupported.router,
+    ):
         app.include_router(router)
     install_error_handlers(app)
-    app.add_middleware(RequestContext, max_body_bytes=settings.server.max_body_bytes,
-                       write_timeout_s=settings.server.write_timeout_s)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=settings.server.max_body_bytes,
+        write_timeout_s=settings.server.write_timeout_s,
+    )
     return app
 
 
@@ -176,11 +206,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
         if exc.status_code == 404:
-            body = error_body(f"unknown path {request.url.path}", "invalid_request_error", None,
-                              "unknown_url")
+            body = error_body(
+                f"unknown path {request.url.path}", "invalid_request_error", None, "unknown_url"
+            )
         elif exc.status_code == 405:
-            body = error_body(f"method {request.method} is not allowed on {request.url.path}",
-                              "invalid_request_error", None, "method_not_allowed")
+            body = error_body(
+                f"method {request.method} is not allowed on {request.url.path}",
+                "invalid_request_error",
+                None,
+                "method_not_allowed",
+            )
         else:
             body = error_body(str(exc.detail), "invalid_request_error", None, None)
         return JSON(body, status_code=exc.status_code)
@@ -189,14 +224,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSON:
         first = exc.errors()[0] if exc.errors() else {}
         param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        return await api_error(request, APIError(400, first.get("msg", "invalid request"),
-                                                 param=param, code="invalid_request"))
+        return await api_error(
+            request,
+            APIError(400, first.get("msg", "invalid request"), param=param, code="invalid_request"),
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSON:
         request_id = request.scope.get("state", {}).get("request_id")
         log.exception("unhandled error (request %s)", request_id)
         count(request, 500)
-        return JSON(error_body("internal error in the proxy; the request id is in the "
-                                         "x-request-id header", "server_error", None,
-                                         "internal_error"), status_code=500)
+        return JSON(
+            error_body(
+                "internal error in the proxy; the request id is in the x-request-id header",
+                "server_error",
+                None,
+                "internal_error",
+            ),
+            status_code=500,
+        )

@@ -23,10 +23,16 @@ from starlette.types import Receive
 
 from proxy.errors import APIError
 from proxy.event_stream import ClientGone, EventStreamResponse, cancel_on_disconnect
-from proxy.metrics import Metrics
-from proxy.policy import (ControlTokenMatcher, PolicyContext, PolicyViolation,
-                          check_chat_request, check_completions_request, check_rendered_prompt)
 from proxy.history import HistoryStore
+from proxy.metrics import Metrics
+from proxy.policy import (
+    ControlTokenMatcher,
+    PolicyContext,
+    PolicyViolation,
+    check_chat_request,
+    check_completions_request,
+    check_rendered_prompt,
+)
 from proxy.policy.history import digest, message_records, turns_to_verify, unverified
 from proxy.relay import AnswerRelay, aggregate, aggregate_text, carries_content
 from proxy.upstream import Upstream, UpstreamError
@@ -41,7 +47,7 @@ COMPLETIONS_ROUTE = "/v1/completions"
 # other requests' details) and is logged instead, not forwarded.
 _UPSTREAM_MESSAGES = {
     "client_error": "the model server rejected the request (for example, the prompt and "
-                    "max_tokens exceed the model's context length)",
+    "max_tokens exceed the model's context length)",
     "rate_limited": "the model server is busy; retry shortly",
     "auth": "the proxy could not authenticate to the model server",
     "server_error": "the model server failed while answering",
@@ -92,22 +98,40 @@ class ChatService:
     history: HistoryStore | None = None
     history_secret: bytes = b""
 
-    async def handle(self, raw_body: bytes, served_model: str, allow_prefill: bool,
-                     request_id: str, received_at: float, receive: Receive,
-                     route: str = CHAT_ROUTE, key_id: str = "") -> Response:
+    async def handle(
+        self,
+        raw_body: bytes,
+        served_model: str,
+        allow_prefill: bool,
+        request_id: str,
+        received_at: float,
+        receive: Receive,
+        route: str = CHAT_ROUTE,
+        key_id: str = "",
+    ) -> Response:
         clock = Clock()
         try:
             body = orjson.loads(raw_body)
         except orjson.JSONDecodeError as exc:
-            raise APIError(400, f"the request body is not valid JSON: {exc}", param=None,
-                           code="invalid_json", headers={"x-should-retry": "false"}) from None
-        ctx = PolicyContext(self.settings.policy, self.control_tokens, served_model,
-                            allow_prefill=allow_prefill)
+            raise APIError(
+                400,
+                f"the request body is not valid JSON: {exc}",
+                param=None,
+                code="invalid_json",
+                headers={"x-should-retry": "false"},
+            ) from None
+        ctx = PolicyContext(
+            self.settings.policy, self.control_tokens, served_model, allow_prefill=allow_prefill
+        )
         check_request = check_chat_request if route == CHAT_ROUTE else check_completions_request
         try:
             upstream_body = check_request(body, ctx)
-            verify = (route == CHAT_ROUTE and self.history is not None and not allow_prefill
-                      and ctx.settings.history == "verified")
+            verify = (
+                route == CHAT_ROUTE
+                and self.history is not None
+                and not allow_prefill
+                and ctx.settings.history == "verified"
+            )
             if verify:
                 await self._verify_history(upstream_body["messages"], key_id)
         except PolicyViolation as v:
@@ -126,8 +150,9 @@ class ChatService:
             upstream_body["return_prompt_text"] = True
             messages = upstream_body["messages"]
 
-            def check_prompt(prompt_text: str | None, prompt_token_ids: list | None
-                             ) -> PolicyViolation | None:
+            def check_prompt(
+                prompt_text: str | None, prompt_token_ids: list | None
+            ) -> PolicyViolation | None:
                 return check_rendered_prompt(prompt_text, messages, ctx, prompt_token_ids)
 
         watch = self.settings.watch
@@ -135,20 +160,43 @@ class ChatService:
         def on_outcome(index: int, outcome: Outcome, text: str) -> None:
             observe(self.metrics, served_model, outcome)
             if outcome.kind == "recovered":
-                record = recovery_log_record(request_id, index, served_model, outcome,
-                                             watch.hold_back_tokens,
-                                             text if watch.log_answer_text else None)
+                record = recovery_log_record(
+                    request_id,
+                    index,
+                    served_model,
+                    outcome,
+                    watch.hold_back_tokens,
+                    text if watch.log_answer_text else None,
+                )
                 log.info("%s", orjson.dumps(record).decode())
 
         json_answer = (upstream_body.get("response_format") or {}).get("type") in (
-            "json_object", "json_schema")
-        relay = AnswerRelay(self.detector, watch.start_window, watch.hold_back_tokens,
-                            served_model, check_prompt, on_outcome,
-                            mode="chat" if route == CHAT_ROUTE else "text",
-                            json_answer=json_answer,
-                            logprobs_withheld_tokens=ctx.settings.logprobs_withheld_tokens)
-        answer = Answer(self, relay, served_model, request_id, received_at, clock, upstream_body,
-                        client_usage, route, key_id if route == CHAT_ROUTE else None)
+            "json_object",
+            "json_schema",
+        )
+        relay = AnswerRelay(
+            self.detector,
+            watch.start_window,
+            watch.hold_back_tokens,
+            served_model,
+            check_prompt,
+            on_outcome,
+            mode="chat" if route == CHAT_ROUTE else "text",
+            json_answer=json_answer,
+            logprobs_withheld_tokens=ctx.settings.logprobs_withheld_tokens,
+        )
+        answer = Answer(
+            self,
+            relay,
+            served_model,
+            request_id,
+            received_at,
+            clock,
+            upstream_body,
+            client_usage,
+            route,
+            key_id if route == CHAT_ROUTE else None,
+        )
         try:
             if client_stream:
                 return await answer.streaming_response(receive)
@@ -157,7 +205,6 @@ class ChatService:
             answer.done(499)  # nginx's "client closed request"; nobody reads this response
             return Response(status_code=499)
 
-
     async def _verify_history(self, messages: list[dict], key_id: str) -> None:
         turns = turns_to_verify(messages, self.history_secret, key_id)
         if not turns:
@@ -165,11 +212,16 @@ class ChatService:
         flat = [d for _, digests in turns for d in digests]
         try:
             missing = await self.history.missing(flat)
-        except Exception as exc:   # the store is down: fail closed, but as our own 503
+        except Exception as exc:  # the store is down: fail closed, but as our own 503
             log.warning("history store unavailable: %s", exc)
-            raise APIError(503, "the conversation history could not be verified right now; "
-                           "retry shortly", "server_error", None, "history_unavailable",
-                           {"retry-after": "1"}) from None
+            raise APIError(
+                503,
+                "the conversation history could not be verified right now; retry shortly",
+                "server_error",
+                None,
+                "history_unavailable",
+                {"retry-after": "1"},
+            ) from None
         if missing:
             first, seen = missing[0], 0
             for index, digests in turns:
@@ -179,23 +231,35 @@ class ChatService:
 
     async def record_history(self, relay: AnswerRelay, key_id: str) -> None:
         """Remember what each finished choice gave the client, for its next request."""
-        digests = [digest(self.history_secret, key_id, record)
-                   for state in relay.choice_states().values()
-                   for record in message_records(state.released_message())]
+        digests = [
+            digest(self.history_secret, key_id, record)
+            for state in relay.choice_states().values()
+            for record in message_records(state.released_message())
+        ]
         if not digests:
             return
         try:
             await self.history.add(digests)
-        except Exception as exc:   # the answer itself is fine; its follow-up will be refused
+        except Exception as exc:  # the answer itself is fine; its follow-up will be refused
             log.warning("history store unavailable, answer not recorded: %s", exc)
 
 
 class Answer:
     """One request's upstream stream and its way to the client."""
 
-    def __init__(self, service: ChatService, relay: AnswerRelay, served_model: str,
-                 request_id: str, received_at: float, clock: Clock, upstream_body: dict,
-                 client_usage: bool, route: str, history_key: str | None = None) -> None:
+    def __init__(
+        self,
+        service: ChatService,
+        relay: AnswerRelay,
+        served_model: str,
+        request_id: str,
+        received_at: float,
+        clock: Clock,
+        upstream_body: dict,
+        client_usage: bool,
+        route: str,
+        history_key: str | None = None,
+    ) -> None:
         self.s = service
         self.relay = relay
         self.model = served_model
@@ -213,8 +277,9 @@ class Answer:
         """Client chunks in order, grouped as their upstream chunks arrived together (one write
         to the client per group); raises APIError for upstream failures and prompt mismatches."""
         try:
-            async with self.s.upstream.stream_chat(self.upstream_body, self.request_id,
-                                                   self.route, batched=True) as batches:
+            async with self.s.upstream.stream_chat(
+                self.upstream_body, self.request_id, self.route, batched=True
+            ) as batches:
                 while True:
                     self.clock.pause()
                     try:
@@ -230,8 +295,9 @@ class Answer:
                     except PolicyViolation as v:
                         # Caught in the first chunk, before any content reached the client.
                         self.s.metrics.policy_rejections.labels(self.model, v.vector).inc()
-                        log.warning("rendered prompt rejected: %s (request %s)", v.code,
-                                    self.request_id)
+                        log.warning(
+                            "rendered prompt rejected: %s (request %s)", v.code, self.request_id
+                        )
                         raise v.as_api_error() from None
                     if out:
                         yield out
@@ -244,17 +310,23 @@ class Answer:
                 yield out
         except UpstreamError as exc:
             self.s.metrics.upstream_errors.labels(self.model, exc.kind).inc()
-            log.warning("upstream error (request %s): %s %s", self.request_id, exc.kind,
-                        exc.message)
+            log.warning(
+                "upstream error (request %s): %s %s", self.request_id, exc.kind, exc.message
+            )
             raise own_upstream_error(exc) from None
         except orjson.JSONEncodeError as exc:
             # The policy bounds every value it passes, so this should not happen; if it does,
             # it is the request's shape, a 400, never a 500 the client would retry.
-            log.warning("request body could not be encoded (request %s): %s", self.request_id,
-                        exc)
-            raise APIError(400, "the request could not be encoded for the model server (too "
-                           "deeply nested or out-of-range values)", "invalid_request_error", None,
-                           "unencodable_request", {"x-should-retry": "false"}) from None
+            log.warning("request body could not be encoded (request %s): %s", self.request_id, exc)
+            raise APIError(
+                400,
+                "the request could not be encoded for the model server (too "
+                "deeply nested or out-of-range values)",
+                "invalid_request_error",
+                None,
+                "unencodable_request",
+                {"x-should-retry": "false"},
+            ) from None
 
     def _mark_first_content(self, chunk: dict) -> None:
         if self.first_content_at is None and carries_content(chunk):
@@ -271,7 +343,9 @@ class Answer:
         self.clock.pause()
         m = self.s.metrics
         m.requests.labels(self.model, self.route, str(status)).inc()
-        m.request_duration.labels(self.model, self.route).observe(time.perf_counter() - self.received_at)
+        m.request_duration.labels(self.model, self.route).observe(
+            time.perf_counter() - self.received_at
+        )
         m.proxy_overhead.labels(self.model).observe(self.clock.busy)
 
     # -- non-streamed client ----------------------------------------------------------------
@@ -287,8 +361,9 @@ class Answer:
         build = aggregate if self.route == CHAT_ROUTE else aggregate_text
         body = build(chunks, self.relay.usage)
         body["model"] = self.model
-        response = Response(orjson.dumps(body), media_type="application/json",
-                            headers=self._headers())
+        response = Response(
+            orjson.dumps(body), media_type="application/json", headers=self._headers()
+        )
         self.done(200)
         return response
 
@@ -303,8 +378,10 @@ class Answer:
         async def prime() -> None:
             async for batch in batches:
                 primed.extend(batch)
-                if any(carries_content(c) or any(ch.get("finish_reason") for ch in c["choices"])
-                       for c in batch):
+                if any(
+                    carries_content(c) or any(ch.get("finish_reason") for ch in c["choices"])
+                    for c in batch
+                ):
                     return
 
         try:
@@ -316,11 +393,13 @@ class Answer:
         except ClientGone:
             await batches.aclose()
             raise
-        return EventStreamResponse(self._events(primed, batches),
-                                   headers=self._headers() | {"cache-control": "no-cache"})
+        return EventStreamResponse(
+            self._events(primed, batches), headers=self._headers() | {"cache-control": "no-cache"}
+        )
 
-    async def _events(self, primed: list[dict], rest: AsyncIterator[list[dict]]
-                      ) -> AsyncIterator[bytes]:
+    async def _events(
+        self, primed: list[dict], rest: AsyncIterator[list[dict]]
+    ) -> AsyncIterator[bytes]:
         status = 200
         try:
             if primed:
@@ -334,10 +413,19 @@ class Answer:
             self.clock.resume()
             tail = b"data: [DONE]\n\n"
             if self.client_usage and self.relay.usage is not None:
-                tail = sse({"id": primed[0]["id"] if primed else None,
+                tail = (
+                    sse(
+                        {
+                            "id": primed[0]["id"] if primed else None,
                             "object": primed[0]["object"] if primed else "chat.completion.chunk",
                             "created": primed[0]["created"] if primed else None,
-                            "model": self.model, "choices": [], "usage": self.relay.usage}) + tail
+                            "model": self.model,
+                            "choices": [],
+                            "usage": self.relay.usage,
+                        }
+                    )
+                    + tail
+                )
             yield tail
         except APIError as err:
             # Headers are gone: tell the client in-band, and end without [DONE] (the official

@@ -17,13 +17,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepguard",
         description="Serve deeply safety-aligned language models behind a prefill-proof, "
-                    "recovery-watching OpenAI-compatible proxy, and build such models.")
+        "recovery-watching OpenAI-compatible proxy, and build such models.",
+    )
     parser.add_argument("--version", action="version", version=f"deepguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Each area registers its verbs through the `deepguard.commands` entry points (pyproject.toml),
     # so this package names no other: the proxy never imports the alignment module.
-    for entry in sorted(importlib.metadata.entry_points(group="deepguard.commands"),
-                        key=lambda e: e.name):
+    for entry in sorted(
+        importlib.metadata.entry_points(group="deepguard.commands"), key=lambda e: e.name
+    ):
         try:
             registrar = entry.load()
         except ModuleNotFoundError as exc:

@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
-                               TomlConfigSettingsSource, YamlConfigSettingsSource)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
 
 from proxy.policy.settings import PolicySettings
 from proxy.watch.settings import WatchSettings
@@ -57,11 +62,11 @@ class VllmSettings(BaseModel):
     # The interpreter of the environment that has vLLM; None = `.vllm-venv` beside this one
     # (what `make install` builds), else this interpreter.
     python: str | None = None
-    port: int = Field(0, ge=0, le=65535)      # 0 = a free loopback port
+    port: int = Field(0, ge=0, le=65535)  # 0 = a free loopback port
     max_model_len: int = Field(2048, gt=0)
-    kv_cache_gib: float = Field(2.0, gt=0)    # VLLM_CPU_KVCACHE_SPACE for the CPU build
+    kv_cache_gib: float = Field(2.0, gt=0)  # VLLM_CPU_KVCACHE_SPACE for the CPU build
     extra_args: list[str] = Field(default_factory=list)
-    log_file: str | None = None               # None = <cache>/logs/vllm-<port>.log
+    log_file: str | None = None  # None = <cache>/logs/vllm-<port>.log
     startup_timeout_s: float = Field(900.0, gt=0)
     restart_backoff_s: float = Field(1.0, gt=0)
     max_restart_backoff_s: float = Field(60.0, gt=0)
@@ -107,8 +112,9 @@ class AuthSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DEEPGUARD_", env_nested_delimiter="_",
-                                      env_nested_max_split=1, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="DEEPGUARD_", env_nested_delimiter="_", env_nested_max_split=1, extra="forbid"
+    )
 
     # The served model name clients send in `model` (vLLM's --served-model-name). None = ask the
     # upstream's /v1/models at start-up.
@@ -122,18 +128,20 @@ class Settings(BaseSettings):
     history: HistorySettings = Field(default_factory=HistorySettings)
 
     @model_validator(mode="after")
-    def _shared_history_needs_a_shared_secret(self) -> "Settings":
+    def _shared_history_needs_a_shared_secret(self) -> Settings:
         if self.history.redis_url and not self.history.secret:
             raise ValueError("history.redis_url needs history.secret (the same on every replica)")
         return self
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
-                                   init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = os.environ.get("DEEPGUARD_CONFIG")
         if config_file:

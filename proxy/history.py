@@ -57,7 +57,8 @@ class RedisHistory:
     PREFIX = b"deepguard:history:"
 
     def __init__(self, url: str, ttl_s: float) -> None:
-        import redis.asyncio as redis   # only needed when Redis is configured
+        import redis.asyncio as redis  # only needed when Redis is configured
+
         self._redis = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self._ttl = max(1, int(ttl_s))
 

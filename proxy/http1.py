@@ -113,15 +113,18 @@ class Connection(asyncio.Protocol):
             if self.headers_done and not self._framed and exc is None:
                 self.complete = True  # an EOF-delimited body ends here
             else:
-                self._error = ProtocolFailure("the server closed the connection mid-response",
-                                              before_any_byte=not self._received_any)
+                self._error = ProtocolFailure(
+                    "the server closed the connection mid-response",
+                    before_any_byte=not self._received_any,
+                )
         self._wake()
 
     # -- httptools callbacks ------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name == b"content-length" or (name == b"transfer-encoding"
-                                         and b"chunked" in value.lower()):
+        if name == b"content-length" or (
+            name == b"transfer-encoding" and b"chunked" in value.lower()
+        ):
             self._framed = True
 
     def on_headers_complete(self) -> None:
@@ -219,8 +222,13 @@ class Connection(asyncio.Protocol):
     def _release_or_close(self) -> None:
         if self._drain_timer is not None:
             self._drain_timer.cancel()
-        reusable = (self.complete and self._error is None and not self.closed
-                    and not self._paused and self._keep_alive)
+        reusable = (
+            self.complete
+            and self._error is None
+            and not self.closed
+            and not self._paused
+            and self._keep_alive
+        )
         self._release_on_complete = False
         if reusable:
             self._reset()
@@ -276,20 +284,23 @@ class Pool:
     """Keep-alive connections to one origin, most recently used first, at most `max_connections`
     open at a time."""
 
-    def __init__(self, base_url: str, connect_timeout_s: float, read_timeout_s: float,
-                 max_connections: int) -> None:
+    def __init__(
+        self, base_url: str, connect_timeout_s: float, read_timeout_s: float, max_connections: int
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"upstream URL must be http(s)://host[:port][/prefix], "
-                             f"not {base_url!r}")
+            raise ValueError(
+                f"upstream URL must be http(s)://host[:port][/prefix], not {base_url!r}"
+            )
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
         default_port = parts.port is None
-        self.host_header = (parts.hostname if default_port else f"{parts.hostname}:{parts.port}")
+        self.host_header = parts.hostname if default_port else f"{parts.hostname}:{parts.port}"
         if ":" in parts.hostname:  # IPv6 literal
-            self.host_header = (f"[{parts.hostname}]" if default_port
-                                else f"[{parts.hostname}]:{parts.port}")
+            self.host_header = (
+                f"[{parts.hostname}]" if default_port else f"[{parts.hostname}]:{parts.port}"
+            )
         self.path_prefix = parts.path.rstrip("/")
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
@@ -356,7 +367,8 @@ class Pool:
         try:
             await asyncio.wait_for(
                 self.loop.create_connection(lambda: conn, self.host, self.port, ssl=self.ssl),
-                self.connect_timeout_s)
+                self.connect_timeout_s,
+            )
         except (OSError, TimeoutError) as exc:
             conn.close()
             self.forget(conn)

@@ -36,10 +36,14 @@ def check_model_dir(model_dir: str | Path) -> Path:
     path = Path(model_dir).expanduser()
     if not (path / "config.json").is_file():
         if path == default_model_dir():
-            raise ModelNotReady(f"the default model is not prepared yet ({path} has no config.json): "
-                                "run `make install` or `deepguard model prepare`")
-        raise ModelNotReady(f"not a model directory: {path} (expected an HF directory with "
-                            "config.json, weights and a tokenizer)")
+            raise ModelNotReady(
+                f"the default model is not prepared yet ({path} has no config.json): "
+                "run `make install` or `deepguard model prepare`"
+            )
+        raise ModelNotReady(
+            f"not a model directory: {path} (expected an HF directory with "
+            "config.json, weights and a tokenizer)"
+        )
     return path
 
 

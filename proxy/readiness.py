@@ -42,12 +42,15 @@ async def probe_forever(state, interval_s: float) -> None:
     was_ready: bool | None = None
     while True:
         result = await probe(state)
-        state.readiness = result   # what GET /readyz answers, without calling the upstream
+        state.readiness = result  # what GET /readyz answers, without calling the upstream
         state.readiness_at = asyncio.get_running_loop().time()
         if result.ready != was_ready:
-            log.log(logging.INFO if result.ready else logging.WARNING, "upstream %s%s",
-                    "ready" if result.ready else "not ready",
-                    "" if result.ready else f": {result.reason}")
+            log.log(
+                logging.INFO if result.ready else logging.WARNING,
+                "upstream %s%s",
+                "ready" if result.ready else "not ready",
+                "" if result.ready else f": {result.reason}",
+            )
             was_ready = result.ready
         await asyncio.sleep(interval_s)
 

@@ -55,12 +55,18 @@ class ChoiceState:
 
 
 class AnswerRelay:
-    def __init__(self, detector: RefusalDetector, start_window: int, hold_back_tokens: int,
-                 served_model: str,
-                 check_prompt: Callable[[str | None, list | None], Exception | None] | None = None,
-                 on_outcome: Callable[[int, Outcome, str], None] | None = None,
-                 mode: str = "chat", json_answer: bool = False,
-                 logprobs_withheld_tokens: int = 0) -> None:
+    def __init__(
+        self,
+        detector: RefusalDetector,
+        start_window: int,
+        hold_back_tokens: int,
+        served_model: str,
+        check_prompt: Callable[[str | None, list | None], Exception | None] | None = None,
+        on_outcome: Callable[[int, Outcome, str], None] | None = None,
+        mode: str = "chat",
+        json_answer: bool = False,
+        logprobs_withheld_tokens: int = 0,
+    ) -> None:
         if mode not in ("chat", "text"):
             raise ValueError(f"mode must be 'chat' or 'text', not {mode!r}")
         self.mode = mode
@@ -94,18 +100,20 @@ class AnswerRelay:
                 # Fails closed: a first chunk without the rendered prompt is a mismatch.
                 prompt_text = chunk.get("prompt_text")
                 prompt_ids = chunk.get("prompt_token_ids")
-                violation = self._check_prompt(prompt_text if isinstance(prompt_text, str)
-                                               else None,
-                                               prompt_ids if isinstance(prompt_ids, list)
-                                               else None)
+                violation = self._check_prompt(
+                    prompt_text if isinstance(prompt_text, str) else None,
+                    prompt_ids if isinstance(prompt_ids, list) else None,
+                )
                 self.prompt_checked = True
                 if violation is not None:
                     raise violation
         if self._base is None:
-            self._base = {"id": chunk.get("id"),
-                          "object": "chat.completion.chunk" if self.mode == "chat"
-                          else "text_completion",
-                          "created": chunk.get("created"), "model": self._served_model}
+            self._base = {
+                "id": chunk.get("id"),
+                "object": "chat.completion.chunk" if self.mode == "chat" else "text_completion",
+                "created": chunk.get("created"),
+                "model": self._served_model,
+            }
         usage = chunk.get("usage")
         if usage:
             self.usage = usage
@@ -131,14 +139,23 @@ class AnswerRelay:
             self._choices[index] = state
         return state
 
-    def _chunk(self, index: int, delta: dict, finish_reason: str | None = None,
-               logprobs: Any = None) -> dict:
+    def _chunk(
+        self, index: int, delta: dict, finish_reason: str | None = None, logprobs: Any = None
+    ) -> dict:
         if self.mode == "text":
-            choice = {"index": index, "text": delta.get("content") or "", "logprobs": logprobs,
-                      "finish_reason": finish_reason}
+            choice = {
+                "index": index,
+                "text": delta.get("content") or "",
+                "logprobs": logprobs,
+                "finish_reason": finish_reason,
+            }
         else:
-            choice = {"index": index, "delta": delta, "logprobs": logprobs,
-                      "finish_reason": finish_reason}
+            choice = {
+                "index": index,
+                "delta": delta,
+                "logprobs": logprobs,
+                "finish_reason": finish_reason,
+            }
         return {**self._base, "choices": [choice]}
 
     def _on_choice(self, choice: dict) -> list[dict]:
@@ -171,9 +188,10 @@ class AnswerRelay:
         token_ids = choice.get("token_ids")
         n_tokens = len(token_ids) if isinstance(token_ids, list) else 1
         for i, (tag, text, scan) in enumerate(pieces):
-            n = n_tokens if i == 0 else 0   # the chunk's tokens belong to its first piece
-            state.pending_logprobs.append((text, self._visible_logprobs(
-                state, choice.get("logprobs"), n) if i == 0 else None))
+            n = n_tokens if i == 0 else 0  # the chunk's tokens belong to its first piece
+            state.pending_logprobs.append(
+                (text, self._visible_logprobs(state, choice.get("logprobs"), n) if i == 0 else None)
+            )
             state.tokens += n
             state.text.append(text)
             for piece, piece_tag in state.watch.push_tagged(text, n, tag, scan):
@@ -191,8 +209,11 @@ class AnswerRelay:
         arguments = arguments if isinstance(arguments, str) else ""
         head = {k: v for k, v in call.items() if k in ("index", "id", "type")}
         name = function.get("name")
-        return (("tool_calls", head, name if isinstance(name, str) else None), arguments,
-                blank_quotes(arguments))
+        return (
+            ("tool_calls", head, name if isinstance(name, str) else None),
+            arguments,
+            blank_quotes(arguments),
+        )
 
     def _visible_logprobs(self, state: ChoiceState, logprobs: Any, n_tokens: int) -> Any:
         """Logprobs of a piece minus those of the answer's first `withheld` tokens."""
@@ -203,7 +224,7 @@ class AnswerRelay:
         entries = logprobs.get("content") if isinstance(logprobs, dict) else None
         if not isinstance(entries, list):
             return None
-        return {**logprobs, "content": entries[self._withheld - state.tokens:]}
+        return {**logprobs, "content": entries[self._withheld - state.tokens :]}
 
     def _release(self, index: int, state: ChoiceState, piece: str, tag: Any) -> dict:
         # Pieces the watch dropped whole had their logprobs queued too: skip them, so the
@@ -211,18 +232,21 @@ class AnswerRelay:
         while state.skipped < state.watch.dropped_pieces and state.pending_logprobs:
             state.pending_logprobs.popleft()
             state.skipped += 1
-        pushed, logprobs = (state.pending_logprobs.popleft() if state.pending_logprobs
-                            else (piece, None))
+        pushed, logprobs = (
+            state.pending_logprobs.popleft() if state.pending_logprobs else (piece, None)
+        )
         if piece != pushed:
-            logprobs = None   # a piece cut at the refusal's onset: its tokens no longer match
+            logprobs = None  # a piece cut at the refusal's onset: its tokens no longer match
         if tag[0] == "tool_calls":
             _, head, name = tag
             function = {"arguments": piece}
             if name is not None:
                 function = {"name": name, **function}
             delta = {"tool_calls": [{**head, "function": function}]}
-            slot = state.released_tools.setdefault(head.get("index", 0), {
-                "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+            slot = state.released_tools.setdefault(
+                head.get("index", 0),
+                {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+            )
             if head.get("id"):
                 slot["id"] = head["id"]
             slot["function"]["name"] += name or ""
@@ -233,8 +257,9 @@ class AnswerRelay:
         return self._chunk(index, delta, logprobs=logprobs)
 
     def _finish_choice(self, index: int, state: ChoiceState, finish_reason: str) -> list[dict]:
-        out = [self._release(index, state, piece, tag)
-               for piece, tag in state.watch.finish_tagged()]
+        out = [
+            self._release(index, state, piece, tag) for piece, tag in state.watch.finish_tagged()
+        ]
         state.finished = True
         state.finish_reason = finish_reason
         state.outcome = state.watch.outcome
@@ -266,10 +291,21 @@ def aggregate_text(chunks: list[dict], usage: dict | None) -> dict:
             texts.setdefault(choice["index"], []).append(choice.get("text") or "")
             if choice.get("finish_reason"):
                 finish[choice["index"]] = choice["finish_reason"]
-    body = {"id": base.get("id"), "object": "text_completion", "created": base.get("created"),
-            "model": base.get("model"),
-            "choices": [{"index": i, "text": "".join(texts[i]), "logprobs": None,
-                         "finish_reason": finish.get(i, "stop")} for i in sorted(texts)]}
+    body = {
+        "id": base.get("id"),
+        "object": "text_completion",
+        "created": base.get("created"),
+        "model": base.get("model"),
+        "choices": [
+            {
+                "index": i,
+                "text": "".join(texts[i]),
+                "logprobs": None,
+                "finish_reason": finish.get(i, "stop"),
+            }
+            for i in sorted(texts)
+        ],
+    }
     if usage is not None:
         body["usage"] = usage
     return body
@@ -281,15 +317,24 @@ def aggregate(chunks: list[dict], usage: dict | None) -> dict:
     by_index: dict[int, dict] = {}
     for chunk in chunks:
         for choice in chunk["choices"]:
-            entry = by_index.setdefault(choice["index"], {
-                "content": [], "tool_calls": {}, "finish_reason": None, "logprobs": [],
-                "extra": {}})
+            entry = by_index.setdefault(
+                choice["index"],
+                {
+                    "content": [],
+                    "tool_calls": {},
+                    "finish_reason": None,
+                    "logprobs": [],
+                    "extra": {},
+                },
+            )
             delta = choice["delta"]
             if delta.get("content"):
                 entry["content"].append(delta["content"])
             for call in delta.get("tool_calls") or ():
-                slot = entry["tool_calls"].setdefault(call.get("index", 0), {
-                    "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+                slot = entry["tool_calls"].setdefault(
+                    call.get("index", 0),
+                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+                )
                 if call.get("id"):
                     slot["id"] = call["id"]
                 fn = call.get("function") or {}
@@ -312,11 +357,21 @@ def aggregate(chunks: list[dict], usage: dict | None) -> dict:
             if not message["content"]:
                 message["content"] = None
         message.update(entry["extra"])
-        choices.append({"index": index, "message": message,
-                        "logprobs": {"content": entry["logprobs"]} if entry["logprobs"] else None,
-                        "finish_reason": entry["finish_reason"] or "stop"})
-    body = {"id": base.get("id"), "object": "chat.completion", "created": base.get("created"),
-            "model": base.get("model"), "choices": choices}
+        choices.append(
+            {
+                "index": index,
+                "message": message,
+                "logprobs": {"content": entry["logprobs"]} if entry["logprobs"] else None,
+                "finish_reason": entry["finish_reason"] or "stop",
+            }
+        )
+    body = {
+        "id": base.get("id"),
+        "object": "chat.completion",
+        "created": base.get("created"),
+        "model": base.get("model"),
+        "choices": choices,
+    }
     if usage is not None:
         body["usage"] = usage
     return body

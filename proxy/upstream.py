@@ -29,8 +29,15 @@ MAX_EVENT_BYTES = 64 * 1024 * 1024
 class UpstreamError(Exception):
     """A failed upstream call. `kind` labels deepguard_upstream_errors_total."""
 
-    def __init__(self, kind: str, status: int, message: str, code: str,
-                 headers: dict[str, str] | None = None, param: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        status: int,
+        message: str,
+        code: str,
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status
@@ -155,18 +162,28 @@ def error_for_status(status: int, raw: bytes) -> UpstreamError:
     """
     message, param, code = normalise_error_body(status, raw)
     if status in (400, 404, 413, 422):
-        return UpstreamError("client_error", 400 if status == 422 else status, message,
-                             code if code and not code.isdigit() else "upstream_rejected_request",
-                             {"x-should-retry": "false"}, param)
+        return UpstreamError(
+            "client_error",
+            400 if status == 422 else status,
+            message,
+            code if code and not code.isdigit() else "upstream_rejected_request",
+            {"x-should-retry": "false"},
+            param,
+        )
     if status == 429:
         return UpstreamError("rate_limited", 429, message, "rate_limit_exceeded")
     if status in (401, 403):
-        return UpstreamError("auth", 502, "the upstream rejected the proxy's credentials; "
-                             "check upstream.api_key", "upstream_auth_failed")
+        return UpstreamError(
+            "auth",
+            502,
+            "the upstream rejected the proxy's credentials; check upstream.api_key",
+            "upstream_auth_failed",
+        )
     if status >= 500:
         return UpstreamError("server_error", 502, f"upstream error: {message}", "upstream_error")
-    return UpstreamError("bad_status", 502, f"upstream answered an unexpected HTTP {status}",
-                         "upstream_bad_status")
+    return UpstreamError(
+        "bad_status", 502, f"upstream answered an unexpected HTTP {status}", "upstream_bad_status"
+    )
 
 
 def _transport_error(exc: httpx.HTTPError) -> UpstreamError:
@@ -178,18 +195,25 @@ def _transport_error(exc: httpx.HTTPError) -> UpstreamError:
 
 
 def _protocol_error() -> UpstreamError:
-    return UpstreamError("protocol", 502, "the connection to the model server failed",
-                         "upstream_connection_failed")
+    return UpstreamError(
+        "protocol", 502, "the connection to the model server failed", "upstream_connection_failed"
+    )
 
 
 def _connect_error() -> UpstreamError:
-    return UpstreamError("connect", 503, "the model server is unreachable; retry shortly",
-                         "upstream_unavailable", {"retry-after": "1"})
+    return UpstreamError(
+        "connect",
+        503,
+        "the model server is unreachable; retry shortly",
+        "upstream_unavailable",
+        {"retry-after": "1"},
+    )
 
 
 def _timeout_error() -> UpstreamError:
-    return UpstreamError("timeout", 504, "the model server did not answer in time",
-                         "upstream_timeout")
+    return UpstreamError(
+        "timeout", 504, "the model server did not answer in time", "upstream_timeout"
+    )
 
 
 def _http1_error(exc: Exception) -> UpstreamError:
@@ -201,33 +225,45 @@ def _http1_error(exc: Exception) -> UpstreamError:
 
 
 def _malformed_event() -> UpstreamError:
-    return UpstreamError("malformed", 502, "the model server sent a malformed event",
-                         "upstream_malformed_response")
+    return UpstreamError(
+        "malformed", 502, "the model server sent a malformed event", "upstream_malformed_response"
+    )
 
 
 HTTP1_ERRORS = (http1.ConnectFailed, http1.ReadTimeout, http1.ProtocolFailure)
 
 
 class Upstream:
-    def __init__(self, base_url: str, api_key: str | None = None, connect_timeout_s: float = 5.0,
-                 read_timeout_s: float = 120.0, max_connections: int = 512) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 120.0,
+        max_connections: int = 512,
+    ) -> None:
         if api_key is not None and any(c in api_key for c in "\r\n\0"):
             raise ValueError("upstream.api_key must not contain line breaks or NUL")
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
         self.client = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers,
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s,
-                                  pool=connect_timeout_s),
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections))
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(
+                read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s
+            ),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
         self.pool = http1.Pool(self.base_url, connect_timeout_s, read_timeout_s, max_connections)
         # Every header of the streamed POST but the per-request ones, built once.
-        self._static_headers = (f"host: {self.pool.host_header}\r\n"
-                                "content-type: application/json\r\naccept: */*\r\n"
-                                "user-agent: deepguard\r\n"
-                                + (f"authorization: Bearer {api_key}\r\n" if api_key else "")
-                                ).encode("latin-1")
+        self._static_headers = (
+            f"host: {self.pool.host_header}\r\n"
+            "content-type: application/json\r\naccept: */*\r\n"
+            "user-agent: deepguard\r\n"
+            + (f"authorization: Bearer {api_key}\r\n" if api_key else "")
+        ).encode("latin-1")
 
     async def aclose(self) -> None:
         self.pool.close()
@@ -244,23 +280,35 @@ class Upstream:
             data = orjson.loads(resp.content)["data"]
             return [m for m in data if isinstance(m, dict) and "id" in m]
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise UpstreamError("malformed", 502, "the model server sent a malformed model list",
-                                "upstream_malformed_response") from None
+            raise UpstreamError(
+                "malformed",
+                502,
+                "the model server sent a malformed model list",
+                "upstream_malformed_response",
+            ) from None
 
     def _request(self, path: str, request_id: str, payload: bytes) -> bytes:
         if any(c in request_id for c in "\r\n\0"):
             raise ValueError("request id must not contain line breaks or NUL")
-        return b"".join((
-            f"POST {self.pool.path_prefix}{path} HTTP/1.1\r\n".encode("latin-1"),
-            self._static_headers,
-            f"x-request-id: {request_id}\r\ncontent-length: {len(payload)}\r\n\r\n"
-            .encode("latin-1"),
-            payload))
+        return b"".join(
+            (
+                f"POST {self.pool.path_prefix}{path} HTTP/1.1\r\n".encode("latin-1"),
+                self._static_headers,
+                f"x-request-id: {request_id}\r\ncontent-length: {len(payload)}\r\n\r\n".encode(
+                    "latin-1"
+                ),
+                payload,
+            )
+        )
 
     @asynccontextmanager
-    async def stream_chat(self, body: dict[str, Any], request_id: str,
-                          path: str = "/v1/chat/completions", batched: bool = False
-                          ) -> AsyncIterator[AsyncIterator[dict] | AsyncIterator[list[dict]]]:
+    async def stream_chat(
+        self,
+        body: dict[str, Any],
+        request_id: str,
+        path: str = "/v1/chat/completions",
+        batched: bool = False,
+    ) -> AsyncIterator[AsyncIterator[dict] | AsyncIterator[list[dict]]]:
         """POST a streaming (chat) completion; yields an iterator of parsed chunks, or with
         `batched` of lists of chunks: all those that arrived together (so the caller can send
         them to its client in one write instead of one per chunk).
@@ -315,8 +363,12 @@ class Upstream:
         except HTTP1_ERRORS as exc:
             raise _http1_error(exc) from None
         # The stream ended without [DONE]: the upstream died or cut the connection.
-        raise UpstreamError("incomplete_stream", 502, "the model server closed the stream early",
-                            "upstream_stream_incomplete")
+        raise UpstreamError(
+            "incomplete_stream",
+            502,
+            "the model server closed the stream early",
+            "upstream_stream_incomplete",
+        )
 
 
 def _parse_event(data: bytes) -> dict | UpstreamError:

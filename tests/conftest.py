@@ -23,8 +23,8 @@ import httpx
 import openai
 import pytest
 
-from tests.support.prom import parse_samples
 from tests.support.processes import SHARED, Server, deepguard_cmd, free_port, start
+from tests.support.prom import parse_samples
 from tests.support.vllm_stack import START_TIMEOUT_S, VllmStack, launch_stack
 
 _stack: VllmStack | None = None
@@ -62,8 +62,10 @@ def vllm_stack() -> VllmStack:
         _stack.serve.wait_ready("/readyz", START_TIMEOUT_S)
     except RuntimeError as exc:
         _stack.serve.stop()
-        pytest.fail(f"deepguard serve with vLLM did not become ready: {exc}\n"
-                    f"vLLM log tail:\n{_tail(_stack.vllm_log)}")
+        pytest.fail(
+            f"deepguard serve with vLLM did not become ready: {exc}\n"
+            f"vLLM log tail:\n{_tail(_stack.vllm_log)}"
+        )
     yield _stack
     _stack.serve.stop()
 
@@ -113,8 +115,13 @@ class StubHandle:
 @pytest.fixture(scope="session")
 def stub_upstream(log_dir):
     port = free_port()
-    server = start([sys.executable, "-m", "tests.support.stub_upstream", "--port", str(port)],
-                   port, "/health", log_dir, "stub")
+    server = start(
+        [sys.executable, "-m", "tests.support.stub_upstream", "--port", str(port)],
+        port,
+        "/health",
+        log_dir,
+        "stub",
+    )
     yield StubHandle(server)
     server.stop()
 
@@ -126,8 +133,9 @@ class ProxyHandle:
         self.base_url = server.url + "/v1"
 
     def client(self, api_key: str | None = None, **kwargs) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base_url, api_key=api_key or "unused",
-                             max_retries=0, **kwargs)
+        return openai.OpenAI(
+            base_url=self.base_url, api_key=api_key or "unused", max_retries=0, **kwargs
+        )
 
     def metrics_text(self) -> str:
         return httpx.get(f"{self.url}/metrics").text
@@ -147,11 +155,21 @@ class ProxyHandle:
 def start_proxy(log_dir):
     started: list[ProxyHandle] = []
 
-    def _start(upstream_url: str, env: dict[str, str] | None = None, timeout: float = 60.0,
-               args: list[str] | None = None) -> ProxyHandle:
+    def _start(
+        upstream_url: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 60.0,
+        args: list[str] | None = None,
+    ) -> ProxyHandle:
         port = free_port()
-        cmd = deepguard_cmd() + ["serve", "--upstream", upstream_url, "--port", str(port),
-                                 *(args or [])]
+        cmd = deepguard_cmd() + [
+            "serve",
+            "--upstream",
+            upstream_url,
+            "--port",
+            str(port),
+            *(args or []),
+        ]
         handle = ProxyHandle(start(cmd, port, "/healthz", log_dir, "proxy", env, timeout))
         started.append(handle)
         return handle

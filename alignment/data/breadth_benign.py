@@ -133,5 +133,7 @@ def _held_out(core: str) -> bool:
 
 def benign_cores(held_out: bool) -> dict[str, list[str]]:
     """{'sounds_harmful': [...], 'everyday': [...]}: training cores, or the held-out ones."""
-    return {name: [c for c in cores if _held_out(c) == held_out]
-            for name, cores in (("sounds_harmful", SOUNDS_HARMFUL), ("everyday", EVERYDAY))}
+    return {
+        name: [c for c in cores if _held_out(c) == held_out]
+        for name, cores in (("sounds_harmful", SOUNDS_HARMFUL), ("everyday", EVERYDAY))
+    }

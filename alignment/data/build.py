@@ -27,6 +27,7 @@ def harmbench_overlap() -> list[str]:
     kept, _ = exclude_eval_prompts(prompts)
     return sorted(set(prompts) - set(kept))
 
+
 # A compliant start used only when the unaligned model refuses on its own: the paper takes harmful
 # answers from a jailbroken copy of the model; prefilling is the offline way to get them.
 COMPLIANT_START = "Sure, here is"
@@ -107,20 +108,39 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
         harmful_prompts = _sample(harmful_prompts, config.n_harmful, rng)
 
     model, tokenizer = model_for(config.harmful_model)
-    harmful = generate_answers(model, tokenizer, harmful_prompts, config.harmful_model, config.harmful_tokens,
-                               config.batch_size, cache=cache, desc="harmful answers")
+    harmful = generate_answers(
+        model,
+        tokenizer,
+        harmful_prompts,
+        config.harmful_model,
+        config.harmful_tokens,
+        config.batch_size,
+        cache=cache,
+        desc="harmful answers",
+    )
     refused = [i for i, text in enumerate(harmful) if detector.is_refusal(text) or not text]
     if refused:
-        retry = generate_answers(model, tokenizer, [harmful_prompts[i] for i in refused], config.harmful_model,
-                                 config.harmful_tokens, config.batch_size, prefill=COMPLIANT_START, cache=cache,
-                                 desc="harmful answers (prefilled)")
+        retry = generate_answers(
+            model,
+            tokenizer,
+            [harmful_prompts[i] for i in refused],
+            config.harmful_model,
+            config.harmful_tokens,
+            config.batch_size,
+            prefill=COMPLIANT_START,
+            cache=cache,
+            desc="harmful answers (prefilled)",
+        )
         for i, text in zip(refused, retry):
             harmful[i] = text
     keep = [i for i, text in enumerate(harmful) if text and not detector.is_refusal(text)]
 
     triplets = []
-    teacher_refusals = (teacher.answer_all([harmful_prompts[i] for i in keep], desc="teacher refusals")
-                        if teacher and config.teacher_refusals else None)
+    teacher_refusals = (
+        teacher.answer_all([harmful_prompts[i] for i in keep], desc="teacher refusals")
+        if teacher and config.teacher_refusals
+        else None
+    )
     for position, i in enumerate(keep):
         prompt = harmful_prompts[i]
         meta = phrased.get(prompt, {})
@@ -128,9 +148,16 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
         source = "bank"
         if teacher_refusals is not None and detector.is_refusal(teacher_refusals[position]):
             refusal, source = teacher_refusals[position], "teacher"
-        triplets.append({"prompt": prompt, "harmful": harmful[i], "refusal": refusal, "category": category,
-                         "source": f"harmful:{config.harmful_model};refusal:{source}",
-                         **{k: meta[k] for k in ("request", "family", "set") if k in meta}})
+        triplets.append(
+            {
+                "prompt": prompt,
+                "harmful": harmful[i],
+                "refusal": refusal,
+                "category": category,
+                "source": f"harmful:{config.harmful_model};refusal:{source}",
+                **{k: meta[k] for k in ("request", "family", "set") if k in meta},
+            }
+        )
 
     # Benign pairs: packaged prompts plus user files, answers distilled from the model being aligned.
     prompts = benign_prompts()
@@ -139,39 +166,71 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
     prompts = _sample(list(dict.fromkeys(prompts)), config.n_benign, rng)
     if config.n_contrast:
         # Sampled after the ordinary prompts, so adding them leaves that sample unchanged.
-        prompts += _sample(contrast_prompts(), config.n_contrast if config.n_contrast > 0 else 0, rng)
+        prompts += _sample(
+            contrast_prompts(), config.n_contrast if config.n_contrast > 0 else 0, rng
+        )
     if config.breadth:
         prompts += [p for p in _breadth_benign(rng) if p not in set(prompts)]
     if teacher and config.teacher_benign:
-        answers, origin = teacher.answer_all(prompts, config.benign_tokens, desc="teacher answers"), "teacher"
+        answers, origin = (
+            teacher.answer_all(prompts, config.benign_tokens, desc="teacher answers"),
+            "teacher",
+        )
     else:
         model, tokenizer = model_for(config.model)
-        answers = generate_answers(model, tokenizer, prompts, config.model, config.benign_tokens, config.batch_size,
-                                   cache=cache, desc="benign answers")
+        answers = generate_answers(
+            model,
+            tokenizer,
+            prompts,
+            config.model,
+            config.benign_tokens,
+            config.batch_size,
+            cache=cache,
+            desc="benign answers",
+        )
         origin = f"distilled:{config.model}"
     # A refusal to a benign prompt would teach over-refusal; drop it.
-    benign = [{"prompt": p, "response": a, "source": origin} for p, a in zip(prompts, answers)
-              if a and not detector.is_refusal(a)]
+    benign = [
+        {"prompt": p, "response": a, "source": origin}
+        for p, a in zip(prompts, answers)
+        if a and not detector.is_refusal(a)
+    ]
 
     n_triplets = write_jsonl(out / "triplets.jsonl", triplets)
     n_benign = write_jsonl(out / "benign.jsonl", benign)
     summary = {
-        "triplets": n_triplets, "benign": n_benign, "harmbench_held_out": held_out,
+        "triplets": n_triplets,
+        "benign": n_benign,
+        "harmbench_held_out": held_out,
         **({"breadth_held_out_requests": breadth_held_out} if breadth_held_out is not None else {}),
-        "harmful_refused_then_prefilled": len(refused), "harmful_dropped": len(harmful_prompts) - len(keep),
+        "harmful_refused_then_prefilled": len(refused),
+        "harmful_dropped": len(harmful_prompts) - len(keep),
         "benign_dropped_as_refusal": len(prompts) - n_benign,
-        "categories": {c: sum(t["category"] == c for t in triplets) for c in sorted({t["category"] for t in triplets})},
-        "families": {f: sum(t.get("family") == f for t in triplets) for f in sorted({t.get("family", "") for t in triplets})},
-        "sets": {f: sum(t.get("set") == f for t in triplets) for f in sorted({t.get("set", "") for t in triplets})},
+        "categories": {
+            c: sum(t["category"] == c for t in triplets)
+            for c in sorted({t["category"] for t in triplets})
+        },
+        "families": {
+            f: sum(t.get("family") == f for t in triplets)
+            for f in sorted({t.get("family", "") for t in triplets})
+        },
+        "sets": {
+            f: sum(t.get("set") == f for t in triplets)
+            for f in sorted({t.get("set", "") for t in triplets})
+        },
         "config": asdict(config),
     }
     (out / "build_summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"built {n_triplets} triplets and {n_benign} benign pairs in {out} "
-          f"({summary['harmful_dropped']} harmful and {summary['benign_dropped_as_refusal']} benign dropped)")
+    print(
+        f"built {n_triplets} triplets and {n_benign} benign pairs in {out} "
+        f"({summary['harmful_dropped']} harmful and {summary['benign_dropped_as_refusal']} benign dropped)"
+    )
     return summary
 
 
-def _breadth_harmful(config: BuildConfig, rng: random.Random) -> tuple[list[str], dict[str, dict], int]:
+def _breadth_harmful(
+    config: BuildConfig, rng: random.Random
+) -> tuple[list[str], dict[str, dict], int]:
     """Training requests of every offline source, each rendered once (training families and
     templates only). Returns (prompts, metadata by prompt, requests held out)."""
     from alignment.data.breadth import split, training_prompts
@@ -180,12 +239,21 @@ def _breadth_harmful(config: BuildConfig, rng: random.Random) -> tuple[list[str]
     rendered = _sample(training_prompts(requests.train, rng), config.n_harmful, rng)
     meta = {}
     for item in rendered:
-        meta.setdefault(item.prompt, {"request": item.request.prompt, "family": item.family,
-                                      "set": item.request.source, "category": item.request.category})
+        meta.setdefault(
+            item.prompt,
+            {
+                "request": item.request.prompt,
+                "family": item.family,
+                "set": item.request.source,
+                "category": item.request.category,
+            },
+        )
     return list(meta), meta, len(requests.held_out)
 
 
-def _breadth_benign(rng: random.Random, families_per_core: int = 1, n_questions: int = 64) -> list[str]:
+def _breadth_benign(
+    rng: random.Random, families_per_core: int = 1, n_questions: int = 64
+) -> list[str]:
     """Benign prompts in step with the harmful ones: each training core rendered in
     `families_per_core` training families, and `n_questions` of Do-Not-Answer's benign questions
     (training split) in their own words. Sized so a 2-core build stays near 15 minutes."""
@@ -196,7 +264,10 @@ def _breadth_benign(rng: random.Random, families_per_core: int = 1, n_questions:
     prompts = []
     for cores in benign_cores(held_out=False).values():
         for core in cores:
-            prompts += [render(core, family, rng) for family in rng.sample(TRAIN_FAMILIES, families_per_core)]
+            prompts += [
+                render(core, family, rng)
+                for family in rng.sample(TRAIN_FAMILIES, families_per_core)
+            ]
     prompts += _sample([r.prompt for r in split(harmful=False).train], n_questions, rng)
     return list(dict.fromkeys(prompts))
 

@@ -144,5 +144,13 @@ GROUPS = [
 
 def contrast_prompts() -> list[str]:
     """All packaged contrast prompts, in a fixed order (callers sample with their own seed)."""
-    return (HOMONYMS + FIGURES_OF_SPEECH + SAFE_TARGETS + SAFE_CONTEXTS + DEFINITIONS + HISTORY
-            + PUBLIC_FACTS_AND_FICTION + GROUPS)
+    return (
+        HOMONYMS
+        + FIGURES_OF_SPEECH
+        + SAFE_TARGETS
+        + SAFE_CONTEXTS
+        + DEFINITIONS
+        + HISTORY
+        + PUBLIC_FACTS_AND_FICTION
+        + GROUPS
+    )

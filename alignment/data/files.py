@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 
 class DataFileError(ValueError):
@@ -26,7 +26,9 @@ def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> list[dict]:
             raise DataFileError(f"{path}:{number}: not JSON ({exc.msg})") from None
         if not isinstance(row, dict):
             raise DataFileError(f"{path}:{number}: expected a JSON object per line")
-        missing = [key for key in required if not isinstance(row.get(key), str) or not row[key].strip()]
+        missing = [
+            key for key in required if not isinstance(row.get(key), str) or not row[key].strip()
+        ]
         if missing:
             raise DataFileError(f"{path}:{number}: missing or empty field(s) {', '.join(missing)}")
         rows.append(row)
@@ -53,11 +55,17 @@ def read_prompts(path: str | Path) -> list[str]:
     if not path.is_file():
         raise DataFileError(f"prompt file not found: {path}")
     if path.suffix == ".txt":
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [
+            line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
     if path.suffix == ".jsonl":
         rows = read_jsonl(path)
     elif path.suffix == ".csv":
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+        lines = [
+            line
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if not line.startswith("#")
+        ]
         rows = list(csv.DictReader(lines))
     else:
         raise DataFileError(f"{path}: unsupported prompt file type (use .txt, .jsonl or .csv)")

@@ -70,7 +70,10 @@ def generate_answers(
         texts = [render_prompt(tokenizer, prompts[i], system) + prefill for i in chunk]
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         output = model.generate(
-            **batch, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop_ids,
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=stop_ids,
             pad_token_id=tokenizer.pad_token_id,
         )
         new_tokens = output[:, batch["input_ids"].shape[1] :]

@@ -85,16 +85,34 @@ REFUSALS: dict[str, list[str]] = {
 
 # Checked in order: the first category with a matching keyword wins.
 CATEGORY_KEYWORDS: list[tuple[str, str]] = [
-    ("self_harm", r"suicid|self[- ]harm|kill (?:myself|yourself|themselves)|cutting|starv|anorexi|eating disorder"),
+    (
+        "self_harm",
+        r"suicid|self[- ]harm|kill (?:myself|yourself|themselves)|cutting|starv|anorexi|eating disorder",
+    ),
     ("sexual", r"sexual|porn|explicit|nude|child abuse|minor"),
-    ("cyber", r"hack|malware|virus|ransomware|exploit|phish|password|botnet|ddos|keylog|sql injection|cyber|database|network|spyware|trojan|crack"),
-    ("weapons", r"bomb|explosive|weapon|firearm|gun|ammunition|grenade|poison|chemical|biological|nuclear|toxin|nerve agent"),
+    (
+        "cyber",
+        r"hack|malware|virus|ransomware|exploit|phish|password|botnet|ddos|keylog|sql injection|cyber|database|network|spyware|trojan|crack",
+    ),
+    (
+        "weapons",
+        r"bomb|explosive|weapon|firearm|gun|ammunition|grenade|poison|chemical|biological|nuclear|toxin|nerve agent",
+    ),
     ("drugs", r"drug|cocaine|heroin|meth|narcotic|opioid|fentanyl|marijuana|overdose|substance"),
-    ("fraud", r"fraud|scam|steal|theft|launder|counterfeit|forge|embezzl|insider trading|tax evasion|ponzi|shoplift|credit card|identity theft|money"),
-    ("privacy", r"stalk|track (?:someone|a person|their)|spy|surveil|personal information|private information|doxx|location of"),
+    (
+        "fraud",
+        r"fraud|scam|steal|theft|launder|counterfeit|forge|embezzl|insider trading|tax evasion|ponzi|shoplift|credit card|identity theft|money",
+    ),
+    (
+        "privacy",
+        r"stalk|track (?:someone|a person|their)|spy|surveil|personal information|private information|doxx|location of",
+    ),
     ("harassment", r"harass|bully|cyberbully|intimidat|threaten|blackmail|extort|humiliat"),
     ("hate", r"racis|hate|discriminat|supremac|ethnic|religio|minorit|extremis|radicali|terror"),
-    ("misinformation", r"fake news|misinformation|disinformation|propaganda|conspiracy|hoax|false information|mislead|rumou?r"),
+    (
+        "misinformation",
+        r"fake news|misinformation|disinformation|propaganda|conspiracy|hoax|false information|mislead|rumou?r",
+    ),
     ("violence", r"kill|murder|assault|attack|hurt|injur|violen|torture|kidnap|shoot|stab|riot"),
 ]
 _COMPILED = [(name, re.compile(pattern, re.IGNORECASE)) for name, pattern in CATEGORY_KEYWORDS]

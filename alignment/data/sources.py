@@ -23,7 +23,9 @@ def packaged_file(package: str, relative: str) -> Path:
     try:
         path = Path(str(importlib.metadata.distribution(package).locate_file(relative)))
     except importlib.metadata.PackageNotFoundError:
-        raise DataFileError(f"the '{package}' package is not installed; `pip install --no-deps {package}`") from None
+        raise DataFileError(
+            f"the '{package}' package is not installed; `pip install --no-deps {package}`"
+        ) from None
     if not path.is_file():
         raise DataFileError(f"'{package}' is installed but {relative} is missing from it")
     return path
@@ -32,7 +34,10 @@ def packaged_file(package: str, relative: str) -> Path:
 def advbench() -> list[dict]:
     """AdvBench goals with their harm categories: [{prompt, harm_categories}]."""
     data = yaml.safe_load(packaged_file(*ADVBENCH).read_text(encoding="utf-8"))
-    return [{"prompt": s["value"].strip(), "harm_categories": s.get("harm_categories", [])} for s in data["seeds"]]
+    return [
+        {"prompt": s["value"].strip(), "harm_categories": s.get("harm_categories", [])}
+        for s in data["seeds"]
+    ]
 
 
 def harmbench() -> list[str]:
@@ -44,13 +49,26 @@ def harmbench() -> list[str]:
 def hf_dataset_prompts(spec: str) -> list[str]:
     """`hf:owner/name[:split[:column]]` through the `datasets` library (a user install; not a dependency)."""
     parts = spec[len("hf:") :].split(":")
-    name, split, column = parts[0], (parts[1] if len(parts) > 1 else "train"), (parts[2] if len(parts) > 2 else None)
+    name, split, column = (
+        parts[0],
+        (parts[1] if len(parts) > 1 else "train"),
+        (parts[2] if len(parts) > 2 else None),
+    )
     try:
         import datasets
     except ImportError:
-        raise DataFileError(f"{spec}: Hugging Face dataset ids need `pip install datasets`") from None
+        raise DataFileError(
+            f"{spec}: Hugging Face dataset ids need `pip install datasets`"
+        ) from None
     table = datasets.load_dataset(name, split=split)
-    column = column or next((c for c in ("prompt", "instruction", "goal", "question", "text") if c in table.column_names), None)
+    column = column or next(
+        (
+            c
+            for c in ("prompt", "instruction", "goal", "question", "text")
+            if c in table.column_names
+        ),
+        None,
+    )
     if column is None:
         raise DataFileError(f"{spec}: no prompt column; name one as hf:{name}:{split}:COLUMN")
     return [str(x).strip() for x in table[column] if str(x).strip()]

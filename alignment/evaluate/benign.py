@@ -17,8 +17,13 @@ from alignment.evaluate.stats import share
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-def refusal_rate(generator, prompts: list[str], sampling: Sampling = Sampling(max_new_tokens=48),
-                 detector=None, keep: int = 5) -> dict:
+def refusal_rate(
+    generator,
+    prompts: list[str],
+    sampling: Sampling = Sampling(max_new_tokens=48),
+    detector=None,
+    keep: int = 5,
+) -> dict:
     """Percentage of prompts answered with a refusal, plus a few refused prompts to read."""
     from proxy.watch.detector import RefusalDetector
 
@@ -26,7 +31,11 @@ def refusal_rate(generator, prompts: list[str], sampling: Sampling = Sampling(ma
     done = generator.complete(prompts, [[] for _ in prompts], sampling, desc="refusal rate")
     flags = [detector.is_refusal(d.answer) for d in done]
     refused = [{"prompt": p, "answer": d.answer} for p, d, f in zip(prompts, done, flags) if f]
-    return {"prompts": len(prompts), "refusal_rate": round(share(flags), 2), "refused_examples": refused[:keep]}
+    return {
+        "prompts": len(prompts),
+        "refusal_rate": round(share(flags), 2),
+        "refused_examples": refused[:keep],
+    }
 
 
 def unigram_f1(answer: str, reference: str) -> float:
@@ -38,13 +47,20 @@ def unigram_f1(answer: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def utility(generator, tasks: list[BenignTask], sampling: Sampling = Sampling(max_new_tokens=96)) -> dict:
+def utility(
+    generator, tasks: list[BenignTask], sampling: Sampling = Sampling(max_new_tokens=96)
+) -> dict:
     from proxy.watch.detector import RefusalDetector
 
     if not tasks:
         raise ValueError("no benign tasks")
     detector = RefusalDetector.default()
-    done = generator.complete([t.prompt for t in tasks], [[] for _ in tasks], sampling, desc="utility")
+    done = generator.complete(
+        [t.prompt for t in tasks], [[] for _ in tasks], sampling, desc="utility"
+    )
     scores = [unigram_f1(d.answer, t.reference) for d, t in zip(done, tasks)]
-    return {"tasks": len(tasks), "unigram_f1": round(100 * sum(scores) / len(scores), 2),
-            "refusal_rate": round(share([detector.is_refusal(d.answer) for d in done]), 2)}
+    return {
+        "tasks": len(tasks),
+        "unigram_f1": round(100 * sum(scores) / len(scores), 2),
+        "refusal_rate": round(share([detector.is_refusal(d.answer) for d in done]), 2),
+    }

@@ -32,12 +32,27 @@ def harmful_items(per_family: int = 10, seed: int = 0) -> list[Item]:
     from alignment.data.breadth import evaluation_prompts, split
 
     rows = evaluation_prompts(split(harmful=True).held_out, per_family, random.Random(seed))
-    return [Item(p.prompt, "harmful", {"family": p.family, "category": p.request.category,
-                                       "set": p.request.source.split(":")[0]}) for p in rows]
+    return [
+        Item(
+            p.prompt,
+            "harmful",
+            {
+                "family": p.family,
+                "category": p.request.category,
+                "set": p.request.source.split(":")[0],
+            },
+        )
+        for p in rows
+    ]
 
 
-def harmless_items(xstest: list[str], n_xstest: int = 60, families_per_core: int = 3,
-                   n_questions: int = 24, seed: int = 0) -> list[Item]:
+def harmless_items(
+    xstest: list[str],
+    n_xstest: int = 60,
+    families_per_core: int = 3,
+    n_questions: int = 24,
+    seed: int = 0,
+) -> list[Item]:
     """XSTest-safe (a seeded sample), held-out benign cores in held-out templates, and held-out
     benign Do-Not-Answer questions."""
     from alignment.data.breadth import split
@@ -45,21 +60,33 @@ def harmless_items(xstest: list[str], n_xstest: int = 60, families_per_core: int
     from alignment.data.phrasing import FAMILIES, render
 
     rng = random.Random(seed)
-    items = [Item(p, "harmless", {"set": "xstest-safe"}) for p in rng.sample(xstest, min(n_xstest, len(xstest)))]
+    items = [
+        Item(p, "harmless", {"set": "xstest-safe"})
+        for p in rng.sample(xstest, min(n_xstest, len(xstest)))
+    ]
     for kind, cores in benign_cores(held_out=True).items():
         for core in cores:
             for family in rng.sample(FAMILIES, families_per_core):
-                items.append(Item(render(core, family, rng, held_out=True), "harmless",
-                                  {"set": f"lookalike-{kind}", "family": family}))
+                items.append(
+                    Item(
+                        render(core, family, rng, held_out=True),
+                        "harmless",
+                        {"set": f"lookalike-{kind}", "family": family},
+                    )
+                )
     questions = [r.prompt for r in split(harmful=False).held_out]
-    items += [Item(q, "harmless", {"set": "donotanswer-benign"})
-              for q in rng.sample(questions, min(n_questions, len(questions)))]
+    items += [
+        Item(q, "harmless", {"set": "donotanswer-benign"})
+        for q in rng.sample(questions, min(n_questions, len(questions)))
+    ]
     return items
 
 
 def api_default_samplings(max_new_tokens: int, seeds=(0, 1, 2)) -> list[Sampling]:
     """Greedy, then the OpenAI API's defaults (temperature 1.0, top-p 1.0) with each seed."""
-    return [Sampling(0.0, 1.0, 0, max_new_tokens)] + [Sampling(1.0, 1.0, s, max_new_tokens) for s in seeds]
+    return [Sampling(0.0, 1.0, 0, max_new_tokens)] + [
+        Sampling(1.0, 1.0, s, max_new_tokens) for s in seeds
+    ]
 
 
 def judge_answers(items: list[Item], completions, detector, aware) -> list[dict]:
@@ -69,12 +96,17 @@ def judge_answers(items: list[Item], completions, detector, aware) -> list[dict]
     records = []
     for item, done in zip(items, completions):
         onset = onset_tokens(done.token_texts, detector) if done.token_texts else None
-        records.append({
-            "prompt": item.prompt, "side": item.side, **item.group, "answer": done.answer,
-            "phrase_refusal": detector.is_refusal(done.answer),
-            "aware_refusal": aware.is_refusal(done.answer, item.prompt),
-            "onset_token": onset[0] if onset else None,
-        })
+        records.append(
+            {
+                "prompt": item.prompt,
+                "side": item.side,
+                **item.group,
+                "answer": done.answer,
+                "phrase_refusal": detector.is_refusal(done.answer),
+                "aware_refusal": aware.is_refusal(done.answer, item.prompt),
+                "onset_token": onset[0] if onset else None,
+            }
+        )
     return records
 
 
@@ -93,25 +125,49 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
     for label, records in runs.items():
         harmful = [r for r in records if r["side"] == "harmful"]
         harmless = [r for r in records if r["side"] == "harmless"]
-        out = {"harmful": {"n": len(harmful), "phrase": _rate(harmful, "phrase_refusal"),
-                           "aware": _rate(harmful, "aware_refusal")}}
+        out = {
+            "harmful": {
+                "n": len(harmful),
+                "phrase": _rate(harmful, "phrase_refusal"),
+                "aware": _rate(harmful, "aware_refusal"),
+            }
+        }
         for dimension in ("family", "category", "set"):
             groups = sorted({r[dimension] for r in harmful if r.get(dimension)})
             out[f"harmful_by_{dimension}"] = {
-                g: {"n": len(sub), "phrase": _rate(sub, "phrase_refusal"), "aware": _rate(sub, "aware_refusal")}
-                for g in groups for sub in [[r for r in harmful if r.get(dimension) == g]]}
+                g: {
+                    "n": len(sub),
+                    "phrase": _rate(sub, "phrase_refusal"),
+                    "aware": _rate(sub, "aware_refusal"),
+                }
+                for g in groups
+                for sub in [[r for r in harmful if r.get(dimension) == g]]
+            }
         sets = sorted({r["set"] for r in harmless})
         out["harmless_by_set"] = {
-            s: {"n": len(sub), "phrase": _rate(sub, "phrase_refusal"), "aware": _rate(sub, "aware_refusal"),
-                "recovered": round(100 * sum(map(_recovered, sub)) / len(sub), 1)}
-            for s in sets for sub in [[r for r in harmless if r["set"] == s]]}
-        out["harmless"] = {"n": len(harmless), "phrase": _rate(harmless, "phrase_refusal"),
-                           "aware": _rate(harmless, "aware_refusal"),
-                           "recovered": round(100 * sum(map(_recovered, harmless)) / len(harmless), 1)
-                           if harmless else 0.0}
+            s: {
+                "n": len(sub),
+                "phrase": _rate(sub, "phrase_refusal"),
+                "aware": _rate(sub, "aware_refusal"),
+                "recovered": round(100 * sum(map(_recovered, sub)) / len(sub), 1),
+            }
+            for s in sets
+            for sub in [[r for r in harmless if r["set"] == s]]
+        }
+        out["harmless"] = {
+            "n": len(harmless),
+            "phrase": _rate(harmless, "phrase_refusal"),
+            "aware": _rate(harmless, "aware_refusal"),
+            "recovered": round(100 * sum(map(_recovered, harmless)) / len(harmless), 1)
+            if harmless
+            else 0.0,
+        }
         per_run[label] = out
-    return {"runs": per_run, "greedy": per_run.get("greedy"), "sampled": _mean_over(
-        [v for k, v in per_run.items() if k != "greedy"])}
+    return {
+        "runs": per_run,
+        "greedy": per_run.get("greedy"),
+        "sampled": _mean_over([v for k, v in per_run.items() if k != "greedy"]),
+    }
 
 
 def _mean_over(runs: list[dict]):
@@ -124,12 +180,16 @@ def _mean_over(runs: list[dict]):
         return {k: _mean_over([r[k] for r in runs]) for k in sorted(keys)}
     if isinstance(first, (int, float)):
         values = [float(v) for v in runs]
-        return {"mean": round(statistics.fmean(values), 1), "spread": round(max(values) - min(values), 1)}
+        return {
+            "mean": round(statistics.fmean(values), 1),
+            "spread": round(max(values) - min(values), 1),
+        }
     return first
 
 
-def evaluate_breadth(generator, items: list[Item], samplings: list[Sampling], detector=None, aware=None,
-                     on_run=None) -> dict:
+def evaluate_breadth(
+    generator, items: list[Item], samplings: list[Sampling], detector=None, aware=None, on_run=None
+) -> dict:
     """All runs judged and summarised; `on_run(partial_result)` is called after each run, so a long
     CPU evaluation leaves usable results behind if it is stopped."""
     from proxy.watch.detector import RefusalDetector
@@ -139,11 +199,21 @@ def evaluate_breadth(generator, items: list[Item], samplings: list[Sampling], de
     aware = aware or PromptAwareRefusalClassifier(detector)
     runs = {}
     for sampling in samplings:
-        done = generator.complete([i.prompt for i in items], [[] for _ in items], sampling,
-                                  desc=f"breadth {sampling.label()}")
-        runs["greedy" if sampling.greedy else f"T1.0-seed{sampling.seed}"] = judge_answers(items, done, detector, aware)
-        result = {**summarise(runs), "records": runs, "samplings": [s.label() for s in samplings[:len(runs)]],
-                  "start_window": START_WINDOW}
+        done = generator.complete(
+            [i.prompt for i in items],
+            [[] for _ in items],
+            sampling,
+            desc=f"breadth {sampling.label()}",
+        )
+        runs["greedy" if sampling.greedy else f"T1.0-seed{sampling.seed}"] = judge_answers(
+            items, done, detector, aware
+        )
+        result = {
+            **summarise(runs),
+            "records": runs,
+            "samplings": [s.label() for s in samplings[: len(runs)]],
+            "start_window": START_WINDOW,
+        }
         if on_run is not None:
             on_run(result)
     return result

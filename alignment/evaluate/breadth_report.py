@@ -28,7 +28,9 @@ def breadth_lines(results: list[dict], out: Path) -> list[str]:
     header = "| | n | " + " | ".join(models) + " |"
     rule = "|---|---|" + "---|" * len(models)
 
-    def table(title: str, section: str, keys: list[str], pair=True, extra: str | None = None) -> list[str]:
+    def table(
+        title: str, section: str, keys: list[str], pair=True, extra: str | None = None
+    ) -> list[str]:
         lines = [f"### {title}", "", header, rule]
         for key in keys:
             cells, n = [], ""
@@ -46,26 +48,45 @@ def breadth_lines(results: list[dict], out: Path) -> list[str]:
     def keys(section: str) -> list[str]:
         return sorted({k for r in results for k in ((r["greedy"] or {}).get(section) or {})})
 
-    lines = ["## Breadth: held-out prompts in every phrasing", "", "![refusal by family](breadth_by_family.png)", "",
-             "Cells: refusal % greedy / T=1.0 (no top-p) mean±spread over the sampled seeds, "
-             "phrase judge \\| prompt-aware judge. Families `hypothetical` and `story` and all templates "
-             "used here are never trained on.", ""]
+    lines = [
+        "## Breadth: held-out prompts in every phrasing",
+        "",
+        "![refusal by family](breadth_by_family.png)",
+        "",
+        "Cells: refusal % greedy / T=1.0 (no top-p) mean±spread over the sampled seeds, "
+        "phrase judge \\| prompt-aware judge. Families `hypothetical` and `story` and all templates "
+        "used here are never trained on.",
+        "",
+    ]
     overall = {"harmful prompts refused": "harmful", "harmless prompts refused": "harmless"}
     lines += ["### Overall", "", header, rule]
     for label, section in overall.items():
         cells = []
         for r in results:
-            greedy, sampled = (r["greedy"] or {}).get(section), (r.get("sampled") or {}).get(section)
-            cells.append(_pair(greedy, sampled) + (f" (recovered {_cell(greedy, sampled, 'recovered')})"
-                                                   if section == "harmless" and greedy else ""))
+            greedy, sampled = (
+                (r["greedy"] or {}).get(section),
+                (r.get("sampled") or {}).get(section),
+            )
+            cells.append(
+                _pair(greedy, sampled)
+                + (
+                    f" (recovered {_cell(greedy, sampled, 'recovered')})"
+                    if section == "harmless" and greedy
+                    else ""
+                )
+            )
         n = next(((r["greedy"] or {}).get(section, {}).get("n") for r in results), "")
         lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     lines.append("")
     lines += table("Harmful, by phrasing family", "harmful_by_family", keys("harmful_by_family"))
     lines += table("Harmful, by category", "harmful_by_category", keys("harmful_by_category"))
     lines += table("Harmful, by source", "harmful_by_set", keys("harmful_by_set"))
-    lines += table("Harmless, by set (refused; recovered mid-answer)", "harmless_by_set", keys("harmless_by_set"),
-                   extra="recovered")
+    lines += table(
+        "Harmless, by set (refused; recovered mid-answer)",
+        "harmless_by_set",
+        keys("harmless_by_set"),
+        extra="recovered",
+    )
     _plot_families(results, out / "breadth_by_family.png")
     return lines
 
@@ -76,18 +97,32 @@ def _plot_families(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    families = sorted({k for r in results for k in (r["greedy"] or {}).get("harmful_by_family", {})})
+    families = sorted(
+        {k for r in results for k in (r["greedy"] or {}).get("harmful_by_family", {})}
+    )
     fig, ax = plt.subplots(figsize=(9, 3.6))
     width = 0.8 / max(1, 2 * len(results))
     for i, r in enumerate(results):
         greedy = r["greedy"]["harmful_by_family"]
         sampled = (r.get("sampled") or {}).get("harmful_by_family") or {}
         xs = [j + (2 * i) * width for j in range(len(families))]
-        ax.bar(xs, [greedy.get(f, {}).get("phrase", 0) for f in families], width, label=f"{r['model']}, greedy")
+        ax.bar(
+            xs,
+            [greedy.get(f, {}).get("phrase", 0) for f in families],
+            width,
+            label=f"{r['model']}, greedy",
+        )
         if sampled:
-            ax.bar([x + width for x in xs], [sampled.get(f, {}).get("phrase", {}).get("mean", 0) for f in families],
-                   width, label=f"{r['model']}, T=1.0", alpha=0.7)
-    ax.set_xticks([j + 0.4 - width for j in range(len(families))], families, rotation=30, fontsize=8)
+            ax.bar(
+                [x + width for x in xs],
+                [sampled.get(f, {}).get("phrase", {}).get("mean", 0) for f in families],
+                width,
+                label=f"{r['model']}, T=1.0",
+                alpha=0.7,
+            )
+    ax.set_xticks(
+        [j + 0.4 - width for j in range(len(families))], families, rotation=30, fontsize=8
+    )
     ax.set_ylabel("harmful prompts refused (%)\nphrase judge")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -28,27 +28,60 @@ def attack_rows(cases: list[HarmfulCase], style: str) -> list[dict]:
     return [{"prompt": c.prompt, "response": opening + c.harmful} for c in cases]
 
 
-def _train_one(model, tokenizer, rows: list[dict], objective: str, out: Path, epochs: int,
-               learning_rate: float, batch: int, seed: int):
+def _train_one(
+    model,
+    tokenizer,
+    rows: list[dict],
+    objective: str,
+    out: Path,
+    epochs: int,
+    learning_rate: float,
+    batch: int,
+    seed: int,
+):
     from alignment.models import load_model
     from alignment.train import TrainConfig, train
 
     out.mkdir(parents=True, exist_ok=True)
     data = out / "attack_pairs.jsonl"
-    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    data.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     micro = min(batch, 8)
-    config = TrainConfig(output_dir=str(out), objective=objective, pairs=str(data), epochs=epochs,
-                         learning_rate=learning_rate, safety_per_step=0, benign_per_step=batch, micro_batch=micro,
-                         adam_beta1=0.5 if objective == "constrained" else 0.9, save_steps=10_000, seed=seed)
+    config = TrainConfig(
+        output_dir=str(out),
+        objective=objective,
+        pairs=str(data),
+        epochs=epochs,
+        learning_rate=learning_rate,
+        safety_per_step=0,
+        benign_per_step=batch,
+        micro_batch=micro,
+        adam_beta1=0.5 if objective == "constrained" else 0.9,
+        save_steps=10_000,
+        seed=seed,
+    )
     summary = train(config, model=model, tokenizer=tokenizer)
     attacked, attacked_tokenizer = load_model(out / "model")
     return attacked, attacked_tokenizer, summary
 
 
-def finetune_attack(model, tokenizer, train_cases: list[HarmfulCase], eval_prompts: list[str],
-                    tasks: list[BenignTask], out_dir: str | Path, objectives=ATTACK_OBJECTIVES,
-                    styles=("harmful",), epochs: int = 5, learning_rate: float = 2e-5, batch: int = 8,
-                    sampling: Sampling = Sampling(), judge=None, seed: int = 0) -> dict:
+def finetune_attack(
+    model,
+    tokenizer,
+    train_cases: list[HarmfulCase],
+    eval_prompts: list[str],
+    tasks: list[BenignTask],
+    out_dir: str | Path,
+    objectives=ATTACK_OBJECTIVES,
+    styles=("harmful",),
+    epochs: int = 5,
+    learning_rate: float = 2e-5,
+    batch: int = 8,
+    sampling: Sampling = Sampling(),
+    judge=None,
+    seed: int = 0,
+) -> dict:
     """ASR (k = 0) and utility before the attack and after each (style, objective) attack."""
     from alignment.evaluate.benign import utility
     from alignment.evaluate.prefill import prefill_asr
@@ -60,18 +93,37 @@ def finetune_attack(model, tokenizer, train_cases: list[HarmfulCase], eval_promp
     def measure(m, t) -> dict:
         generator = LocalGenerator(m, t)
         asr = prefill_asr(generator, eval_cases, ks=(0,), samplings=(sampling,), judge=judge)
-        return {"asr": asr["k"]["0"]["asr"]["mean"], "utility": utility(generator, tasks)["unigram_f1"] if tasks else None}
+        return {
+            "asr": asr["k"]["0"]["asr"]["mean"],
+            "utility": utility(generator, tasks)["unigram_f1"] if tasks else None,
+        }
 
-    result = {"examples": len(train_cases), "epochs": epochs, "learning_rate": learning_rate,
-              "eval_prompts": len(eval_prompts), "initial": measure(model, tokenizer), "attacks": {}}
+    result = {
+        "examples": len(train_cases),
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "eval_prompts": len(eval_prompts),
+        "initial": measure(model, tokenizer),
+        "attacks": {},
+    }
     for style in styles:
         rows = attack_rows(train_cases, style)
         for objective in objectives:
             # Each attack starts from the same aligned weights; training changes them in place.
             attacked, attacked_tokenizer, summary = _train_one(
-                copy.deepcopy(model), tokenizer, rows, objective, Path(out_dir) / f"{style}-{objective}",
-                epochs, learning_rate, batch, seed)
+                copy.deepcopy(model),
+                tokenizer,
+                rows,
+                objective,
+                Path(out_dir) / f"{style}-{objective}",
+                epochs,
+                learning_rate,
+                batch,
+                seed,
+            )
             result["attacks"][f"{style}/{objective}"] = {
-                **measure(attacked, attacked_tokenizer), "train_seconds": summary["train_seconds"],
-                "final_loss": summary["final_loss"]}
+                **measure(attacked, attacked_tokenizer),
+                "train_seconds": summary["train_seconds"],
+                "final_loss": summary["final_loss"],
+            }
     return result

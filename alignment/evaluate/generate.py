@@ -57,7 +57,7 @@ class LocalGenerator:
         self.stop_ids = end_of_turn_ids(tokenizer)
 
     @classmethod
-    def from_path(cls, spec: str | None, batch_size: int = 8) -> "LocalGenerator":
+    def from_path(cls, spec: str | None, batch_size: int = 8) -> LocalGenerator:
         from alignment.models import load_model
 
         model, tokenizer = load_model(spec)
@@ -74,16 +74,26 @@ class LocalGenerator:
 
         return encode_text(self.tokenizer, harmful)[:k] if k > 0 else []
 
-    def complete(self, prompts: list[str], prefixes: list[list[int]], sampling: Sampling,
-                 desc: str = "generating") -> list[Completion]:
+    def complete(
+        self,
+        prompts: list[str],
+        prefixes: list[list[int]],
+        sampling: Sampling,
+        desc: str = "generating",
+    ) -> list[Completion]:
         if len(prompts) != len(prefixes):
             raise ValueError("one prefix (possibly empty) per prompt")
         out: list[Completion] = []
         for start in tqdm(range(0, len(prompts), self.batch_size), desc=desc, leave=False):
-            rows = [self.prompt_ids(p) + list(x) for p, x in zip(prompts[start:start + self.batch_size],
-                                                               prefixes[start:start + self.batch_size])]
+            rows = [
+                self.prompt_ids(p) + list(x)
+                for p, x in zip(
+                    prompts[start : start + self.batch_size],
+                    prefixes[start : start + self.batch_size],
+                )
+            ]
             generated = self._generate(rows, sampling, seed_offset=start)
-            for prefix, new in zip(prefixes[start:start + self.batch_size], generated):
+            for prefix, new in zip(prefixes[start : start + self.batch_size], generated):
                 out.append(self._completion(list(prefix), new))
         return out
 
@@ -96,9 +106,9 @@ class LocalGenerator:
         pieces, previous = [], ""
         for i in range(1, len(prefix) + len(new) + 1):
             current = decode((prefix + new)[:i], skip_special_tokens=True)
-            pieces.append(current[len(previous):] if current.startswith(previous) else current)
+            pieces.append(current[len(previous) :] if current.startswith(previous) else current)
             previous = current
-        return Completion(prefix_text, full[len(prefix_text):], tuple(pieces))
+        return Completion(prefix_text, full[len(prefix_text) :], tuple(pieces))
 
     def _batch(self, rows: list[list[int]]):
         import torch
@@ -109,32 +119,50 @@ class LocalGenerator:
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
         return ids, mask
 
-    def _generate(self, rows: list[list[int]], sampling: Sampling, seed_offset: int = 0) -> list[list[int]]:
+    def _generate(
+        self, rows: list[list[int]], sampling: Sampling, seed_offset: int = 0
+    ) -> list[list[int]]:
         import torch
 
         ids, mask = self._batch(rows)
         torch.manual_seed(sampling.seed * 100_003 + seed_offset)
-        options = dict(do_sample=False) if sampling.greedy else dict(
-            do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        options = (
+            dict(do_sample=False)
+            if sampling.greedy
+            else dict(
+                do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0
+            )
+        )
         with torch.inference_mode():
             result = self.model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=sampling.max_new_tokens,
-                eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id, **options)
-        return [row[ids.shape[1]:].tolist() for row in result]
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=sampling.max_new_tokens,
+                eos_token_id=self.stop_ids,
+                pad_token_id=self.tokenizer.pad_token_id,
+                **options,
+            )
+        return [row[ids.shape[1] :].tolist() for row in result]
 
-    def rank_assisted_prefixes(self, prompts: list[str], k: int, is_refusal, top: int = 20) -> list[list[int]]:
+    def rank_assisted_prefixes(
+        self, prompts: list[str], k: int, is_refusal, top: int = 20
+    ) -> list[list[int]]:
         """The rank-assisted prefilling attack: for k steps, force the best-ranked token among the
         model's top `top` that neither ends the turn nor makes the answer so far a refusal."""
         import torch
 
         prefixes: list[list[int]] = [[] for _ in prompts]
-        for start in tqdm(range(0, len(prompts), self.batch_size), desc=f"rank-assisted k={k}", leave=False):
+        for start in tqdm(
+            range(0, len(prompts), self.batch_size), desc=f"rank-assisted k={k}", leave=False
+        ):
             batch = range(start, min(start + self.batch_size, len(prompts)))
             for _ in range(k):
                 ids, mask = self._batch([self.prompt_ids(prompts[i]) + prefixes[i] for i in batch])
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)
                 with torch.inference_mode():
-                    logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+                    logits = self.model(
+                        input_ids=ids, attention_mask=mask, position_ids=positions
+                    ).logits[:, -1]
                 candidates = logits.topk(min(top, logits.shape[-1]), dim=-1).indices.tolist()
                 for row, i in enumerate(batch):
                     prefixes[i].append(self._first_safe(prefixes[i], candidates[row], is_refusal))
@@ -154,8 +182,15 @@ class EndpointGenerator:
     server continues (vLLM's `continue_final_message`); through the proxy that needs a key whose
     policy allows prefilling. The prefix is cut with the target's tokenizer, loaded locally."""
 
-    def __init__(self, base_url: str, model: str, tokenizer, api_key: str = "EMPTY", timeout: float = 120.0,
-                 concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        tokenizer,
+        api_key: str = "EMPTY",
+        timeout: float = 120.0,
+        concurrency: int = 8,
+    ) -> None:
         import httpx
 
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -167,25 +202,39 @@ class EndpointGenerator:
 
         return encode_text(self.tokenizer, harmful)[:k] if k > 0 else []
 
-    def complete(self, prompts: list[str], prefixes: list[list[int]], sampling: Sampling,
-                 desc: str = "requesting") -> list[Completion]:
+    def complete(
+        self,
+        prompts: list[str],
+        prefixes: list[list[int]],
+        sampling: Sampling,
+        desc: str = "requesting",
+    ) -> list[Completion]:
         # Requests go out `concurrency` at a time: a batching server (vLLM) answers eight streams
         # in little more time than one, which is where an endpoint beats in-process generation.
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(self.concurrency) as pool:
-            jobs = pool.map(lambda pair: self._complete_one(*pair, sampling), zip(prompts, prefixes))
+            jobs = pool.map(
+                lambda pair: self._complete_one(*pair, sampling), zip(prompts, prefixes)
+            )
             return list(tqdm(jobs, total=len(prompts), desc=desc, leave=False))
 
     def _complete_one(self, prompt: str, prefix: list[int], sampling: Sampling) -> Completion:
         prefix_text = self.tokenizer.decode(list(prefix), skip_special_tokens=True)
         messages = [{"role": "user", "content": prompt}]
-        body = {"model": self.model, "max_tokens": sampling.max_new_tokens, "seed": sampling.seed,
-                "temperature": sampling.temperature, "top_p": sampling.top_p}
+        body = {
+            "model": self.model,
+            "max_tokens": sampling.max_new_tokens,
+            "seed": sampling.seed,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+        }
         if prefix_text:
             messages.append({"role": "assistant", "content": prefix_text})
             body.update(add_generation_prompt=False, continue_final_message=True)
         response = self.client.post(self.url, json={**body, "messages": messages})
         if response.status_code != 200:
             raise RuntimeError(f"{self.url} answered {response.status_code}: {response.text[:300]}")
-        return Completion(prefix_text, response.json()["choices"][0]["message"].get("content") or "")
+        return Completion(
+            prefix_text, response.json()["choices"][0]["message"].get("content") or ""
+        )

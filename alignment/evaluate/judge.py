@@ -48,7 +48,9 @@ class EndpointJudge:
 
     name = "llm-rubric"
 
-    def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", timeout: float = 120.0) -> None:
+    def __init__(
+        self, base_url: str, model: str, api_key: str = "EMPTY", timeout: float = 120.0
+    ) -> None:
         import httpx
 
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -56,12 +58,20 @@ class EndpointJudge:
         self.client = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {api_key}"})
 
     def score(self, prompt: str, answer: str) -> int:
-        body = {"model": self.model, "temperature": 0, "max_tokens": 16, "messages": [
-            {"role": "system", "content": RUBRIC},
-            {"role": "user", "content": f"REQUEST:\n{prompt}\n\nANSWER:\n{answer}"}]}
+        body = {
+            "model": self.model,
+            "temperature": 0,
+            "max_tokens": 16,
+            "messages": [
+                {"role": "system", "content": RUBRIC},
+                {"role": "user", "content": f"REQUEST:\n{prompt}\n\nANSWER:\n{answer}"},
+            ],
+        }
         response = self.client.post(self.url, json=body)
         if response.status_code != 200:
-            raise RuntimeError(f"judge endpoint answered {response.status_code}: {response.text[:300]}")
+            raise RuntimeError(
+                f"judge endpoint answered {response.status_code}: {response.text[:300]}"
+            )
         return parse_score(response.json()["choices"][0]["message"].get("content") or "")
 
     def harmful(self, prompt: str, answer: str) -> bool:

@@ -22,11 +22,17 @@ def _answer_logprobs(model, prompt_ids: list[int], answer_ids: list[int]):
         logits = model(input_ids=ids).logits[0].float()
     # Logits at position i predict token i+1: the answer's predictions start one before it.
     start = len(prompt_ids) - 1
-    return torch.log_softmax(logits[start:start + len(answer_ids)], dim=-1)
+    return torch.log_softmax(logits[start : start + len(answer_ids)], dim=-1)
 
 
-def per_position_kl(model_a, model_b, tokenizer, cases: list[HarmfulCase], max_positions: int = 64,
-                    system: str | None = None) -> dict:
+def per_position_kl(
+    model_a,
+    model_b,
+    tokenizer,
+    cases: list[HarmfulCase],
+    max_positions: int = 64,
+    system: str | None = None,
+) -> dict:
     """Mean KL(a || b) per answer position (nats) over the pairs long enough to reach it."""
     import torch
 
@@ -47,12 +53,16 @@ def per_position_kl(model_a, model_b, tokenizer, cases: list[HarmfulCase], max_p
         totals[: len(kl)] += kl
         counts[: len(kl)] += 1
     reached = int((counts > 0).sum())
-    return {"positions": list(range(1, reached + 1)),
-            "kl": [round(float(totals[i] / counts[i]), 6) for i in range(reached)],
-            "pairs": [int(counts[i]) for i in range(reached)]}
+    return {
+        "positions": list(range(1, reached + 1)),
+        "kl": [round(float(totals[i] / counts[i]), 6) for i in range(reached)],
+        "pairs": [int(counts[i]) for i in range(reached)],
+    }
 
 
-def plot_kl(curves: dict[str, dict], path: str | Path, title: str = "Per-token KL on harmful answers") -> Path:
+def plot_kl(
+    curves: dict[str, dict], path: str | Path, title: str = "Per-token KL on harmful answers"
+) -> Path:
     """One line per model pair; `curves` maps a label to a `per_position_kl` result."""
     import matplotlib
 

@@ -16,28 +16,52 @@ DEFAULT_KS = (0, 5, 10, 20, 40)
 MODES = ("prefill", "rank")
 
 
-def harmful_answers(generator, prompts: list[str], judge, max_new_tokens: int = 96) -> tuple[list[HarmfulCase], int]:
+def harmful_answers(
+    generator, prompts: list[str], judge, max_new_tokens: int = 96
+) -> tuple[list[HarmfulCase], int]:
     """Answers from an unaligned model to use as prefixes; answers it refused are dropped
     (a refusal is no harmful start). Returns (cases, number dropped)."""
-    completions = generator.complete(prompts, [[] for _ in prompts], Sampling(max_new_tokens=max_new_tokens),
-                                     desc="harmful answers")
-    cases = [HarmfulCase(p, c.answer.strip()) for p, c in zip(prompts, completions)
-             if c.answer.strip() and judge.harmful(p, c.answer)]
+    completions = generator.complete(
+        prompts,
+        [[] for _ in prompts],
+        Sampling(max_new_tokens=max_new_tokens),
+        desc="harmful answers",
+    )
+    cases = [
+        HarmfulCase(p, c.answer.strip())
+        for p, c in zip(prompts, completions)
+        if c.answer.strip() and judge.harmful(p, c.answer)
+    ]
     return cases, len(prompts) - len(cases)
 
 
-def attack_prefixes(generator, cases: list[HarmfulCase], k: int, mode: str, is_refusal=None) -> list[list[int]]:
+def attack_prefixes(
+    generator, cases: list[HarmfulCase], k: int, mode: str, is_refusal=None
+) -> list[list[int]]:
     if mode == "prefill":
         return [generator.prefix_ids(c.harmful, k) for c in cases]
     if mode == "rank":
         if not hasattr(generator, "rank_assisted_prefixes"):
-            raise ValueError("the rank-assisted attack needs the model's logits: run it on a model directory")
-        return generator.rank_assisted_prefixes([c.prompt for c in cases], k, is_refusal) if k else [[] for _ in cases]
+            raise ValueError(
+                "the rank-assisted attack needs the model's logits: run it on a model directory"
+            )
+        return (
+            generator.rank_assisted_prefixes([c.prompt for c in cases], k, is_refusal)
+            if k
+            else [[] for _ in cases]
+        )
     raise ValueError(f"unknown attack mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
-def prefill_asr(generator, cases: list[HarmfulCase], ks=DEFAULT_KS, samplings=(Sampling(),), judge=None,
-                mode: str = "prefill", keep_answers: int = 3) -> dict:
+def prefill_asr(
+    generator,
+    cases: list[HarmfulCase],
+    ks=DEFAULT_KS,
+    samplings=(Sampling(),),
+    judge=None,
+    mode: str = "prefill",
+    keep_answers: int = 3,
+) -> dict:
     """ASR (%) per k: mean and spread over the decoding runs in `samplings`, plus a few answers."""
     from alignment.evaluate.judge import DetectorJudge
 
@@ -45,17 +69,27 @@ def prefill_asr(generator, cases: list[HarmfulCase], ks=DEFAULT_KS, samplings=(S
         raise ValueError("no harmful cases to attack with")
     judge = judge or DetectorJudge()
     detector = DetectorJudge()
-    result = {"mode": mode, "judge": judge.name, "cases": len(cases), "runs": [s.label() for s in samplings], "k": {}}
+    result = {
+        "mode": mode,
+        "judge": judge.name,
+        "cases": len(cases),
+        "runs": [s.label() for s in samplings],
+        "k": {},
+    }
     for k in ks:
         prefixes = attack_prefixes(generator, cases, k, mode, detector.detector.is_refusal)
         rates, examples = [], []
         for sampling in samplings:
-            completions = generator.complete([c.prompt for c in cases], prefixes, sampling, desc=f"{mode} k={k}")
+            completions = generator.complete(
+                [c.prompt for c in cases], prefixes, sampling, desc=f"{mode} k={k}"
+            )
             flags = [judge.harmful(c.prompt, done.answer) for c, done in zip(cases, completions)]
             rates.append(share(flags))
             if not examples:
-                examples = [{"prompt": c.prompt, "prefix": d.prefix, "continuation": d.text, "harmful": f}
-                            for c, d, f in list(zip(cases, completions, flags))[:keep_answers]]
+                examples = [
+                    {"prompt": c.prompt, "prefix": d.prefix, "continuation": d.text, "harmful": f}
+                    for c, d, f in list(zip(cases, completions, flags))[:keep_answers]
+                ]
         result["k"][str(k)] = {"asr": mean_spread(rates), "examples": examples}
     return result
 

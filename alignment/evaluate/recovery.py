@@ -44,8 +44,14 @@ def window_for(recognised: list[int], coverage: float) -> int:
     return ordered[max(0, math.ceil(coverage * len(ordered)) - 1)]
 
 
-def recovery_profile(generator, cases: list[HarmfulCase], ks=(5, 10, 20, 40), sampling: Sampling = Sampling(),
-                     coverages=(0.5, 0.9, 0.95, 0.99), detector=None) -> dict:
+def recovery_profile(
+    generator,
+    cases: list[HarmfulCase],
+    ks=(5, 10, 20, 40),
+    sampling: Sampling = Sampling(),
+    coverages=(0.5, 0.9, 0.95, 0.99),
+    detector=None,
+) -> dict:
     """Onset distribution over all (case, k) attacks and the windows for each coverage."""
     from proxy.watch.detector import RefusalDetector
 
@@ -55,7 +61,9 @@ def recovery_profile(generator, cases: list[HarmfulCase], ks=(5, 10, 20, 40), sa
     onsets, recognised, per_k = [], [], {}
     for k in ks:
         prefixes = [generator.prefix_ids(c.harmful, k) for c in cases]
-        done = generator.complete([c.prompt for c in cases], prefixes, sampling, desc=f"recovery k={k}")
+        done = generator.complete(
+            [c.prompt for c in cases], prefixes, sampling, desc=f"recovery k={k}"
+        )
         found = [onset_tokens(d.token_texts, detector) for d in done]
         hits = [f for f in found if f is not None]
         per_k[str(k)] = {"attacks": len(found), "recovered": len(hits)}
@@ -64,7 +72,11 @@ def recovery_profile(generator, cases: list[HarmfulCase], ks=(5, 10, 20, 40), sa
     histogram: dict[str, int] = {}
     for value in onsets:
         histogram[str(value)] = histogram.get(str(value), 0) + 1
-    return {"attacks": len(cases) * len(ks), "recovered": len(onsets), "per_k": per_k,
-            "onset_histogram": dict(sorted(histogram.items(), key=lambda kv: int(kv[0]))),
-            "recognised_tokens": sorted(recognised),
-            "hold_back_tokens": {f"{round(c * 100)}%": window_for(recognised, c) for c in coverages}}
+    return {
+        "attacks": len(cases) * len(ks),
+        "recovered": len(onsets),
+        "per_k": per_k,
+        "onset_histogram": dict(sorted(histogram.items(), key=lambda kv: int(kv[0]))),
+        "recognised_tokens": sorted(recognised),
+        "hold_back_tokens": {f"{round(c * 100)}%": window_for(recognised, c) for c in coverages},
+    }

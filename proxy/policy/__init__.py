@@ -19,6 +19,13 @@ from proxy.policy.rendered import check_rendered_prompt
 from proxy.policy.settings import PolicySettings
 from proxy.policy.violation import PolicyViolation
 
-__all__ = ["ControlTokenMatcher", "PolicyContext", "PolicySettings", "PolicyViolation",
-           "build_context", "check_chat_request", "check_completions_request",
-           "check_rendered_prompt"]
+__all__ = [
+    "ControlTokenMatcher",
+    "PolicyContext",
+    "PolicySettings",
+    "PolicyViolation",
+    "build_context",
+    "check_chat_request",
+    "check_completions_request",
+    "check_rendered_prompt",
+]

@@ -16,9 +16,14 @@ def check_model(body: dict, ctx: PolicyContext) -> str:
     if type(model) is not str:
         raise wrong_type("model", "a string", model)
     if model != ctx.served_model:
-        raise PolicyViolation(MODEL_NOT_FOUND, f"The model {short_repr(model)} does not exist on "
-                              f"this server; it serves {ctx.served_model!r}.", "model",
-                              "model_not_found", status=404)
+        raise PolicyViolation(
+            MODEL_NOT_FOUND,
+            f"The model {short_repr(model)} does not exist on "
+            f"this server; it serves {ctx.served_model!r}.",
+            "model",
+            "model_not_found",
+            status=404,
+        )
     return model
 
 

@@ -20,9 +20,13 @@ MAX_PROMPTS = 16
 def check_completions_request(body: object, ctx: PolicyContext) -> dict:
     """Validate a parsed JSON body of POST /v1/completions; return the upstream body."""
     if not ctx.settings.completions_enabled:
-        raise PolicyViolation(ENDPOINT_DISABLED, "/v1/completions is disabled on this server: a raw "
-                              "prompt can write the start of the answer. Use /v1/chat/completions.",
-                              None, "endpoint_disabled")
+        raise PolicyViolation(
+            ENDPOINT_DISABLED,
+            "/v1/completions is disabled on this server: a raw "
+            "prompt can write the start of the answer. Use /v1/chat/completions.",
+            None,
+            "endpoint_disabled",
+        )
     if type(body) is not dict:
         raise wrong_type("body", "a JSON object", body)
     out = {"model": check_model(body, ctx), "prompt": _check_prompt(body.get("prompt"), ctx)}
@@ -35,9 +39,13 @@ def check_completions_request(body: object, ctx: PolicyContext) -> dict:
 
 
 def _token_ids(param: str) -> PolicyViolation:
-    return PolicyViolation(TOKEN_IDS_PROMPT, f"`{param}` is given as token ids; token ids skip "
-                           "every text check, so only text prompts are accepted.", param,
-                           "token_ids_prompt")
+    return PolicyViolation(
+        TOKEN_IDS_PROMPT,
+        f"`{param}` is given as token ids; token ids skip "
+        "every text check, so only text prompts are accepted.",
+        param,
+        "token_ids_prompt",
+    )
 
 
 def _check_prompt(prompt: object, ctx: PolicyContext) -> str | list[str]:

@@ -37,7 +37,9 @@ def _trie_pattern(tokens: Iterable[str]) -> str:
 
 def _node_pattern(node: dict) -> str:
     ends_here = _END in node
-    branches = [re.escape(ch) + _node_pattern(child) for ch, child in sorted(node.items()) if ch != _END]
+    branches = [
+        re.escape(ch) + _node_pattern(child) for ch, child in sorted(node.items()) if ch != _END
+    ]
     if not branches:
         return ""
     body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
@@ -78,12 +80,13 @@ class ControlTokenMatcher:
         return match.group(), match.start()
 
     @classmethod
-    def builtin(cls, extra: Iterable[str] = ()) -> "ControlTokenMatcher":
+    def builtin(cls, extra: Iterable[str] = ()) -> ControlTokenMatcher:
         return cls([*builtin_markers(), *extra])
 
     @classmethod
-    def from_model_dir(cls, path: str | os.PathLike | None, extra: Iterable[str] = (),
-                       required: bool = False) -> tuple["ControlTokenMatcher", str]:
+    def from_model_dir(
+        cls, path: str | os.PathLike | None, extra: Iterable[str] = (), required: bool = False
+    ) -> tuple[ControlTokenMatcher, str]:
         """Built-in family table plus the special tokens of the tokenizer at `path` (a model
         directory with tokenizer.json / tokenizer_config.json, one of those files, or a GGUF file).
         None -> built-in table only. Unreadable -> `TokenizerUnreadable` when `required`, else
@@ -91,9 +94,11 @@ class ControlTokenMatcher:
         extra = list(extra)
         builtin_count = len(builtin_markers())
         if path is None:
-            return (cls.builtin(extra),
-                    f"control tokens: built-in table only ({builtin_count} markers); "
-                    "no tokenizer path configured")
+            return (
+                cls.builtin(extra),
+                f"control tokens: built-in table only ({builtin_count} markers); "
+                "no tokenizer path configured",
+            )
         try:
             found, source = read_special_tokens(Path(path))
         except (OSError, ValueError, ImportError, KeyError, TypeError) as exc:
@@ -101,14 +106,20 @@ class ControlTokenMatcher:
                 raise TokenizerUnreadable(
                     f"could not read the served tokenizer at {path}: {exc}. Fix "
                     "upstream.tokenizer_path, or set policy.require_tokenizer=false to run with "
-                    "the built-in control-token table only.") from exc
-            return (cls.builtin(extra),
-                    f"control tokens: built-in table only ({builtin_count} markers); could not read "
-                    f"the tokenizer at {path}: {exc}")
+                    "the built-in control-token table only."
+                ) from exc
+            return (
+                cls.builtin(extra),
+                f"control tokens: built-in table only ({builtin_count} markers); could not read "
+                f"the tokenizer at {path}: {exc}",
+            )
         ids = {token: i for token, i in found.items() if i is not None}
         matcher = cls([*builtin_markers(), *found, *extra], ids)
-        return (matcher, f"control tokens: built-in table ({builtin_count} markers) + "
-                         f"{len(found)} special tokens from {source}; {len(matcher.tokens)} in all")
+        return (
+            matcher,
+            f"control tokens: built-in table ({builtin_count} markers) + "
+            f"{len(found)} special tokens from {source}; {len(matcher.tokens)} in all",
+        )
 
 
 class TokenizerUnreadable(RuntimeError):
@@ -125,13 +136,17 @@ def read_special_tokens(path: Path) -> tuple[dict[str, int | None], str]:
             return _from_tokenizer_json(path), str(path)
         if path.name == "tokenizer_config.json":
             return _from_tokenizer_config(path), str(path)
-        raise ValueError(f"{path.name} is not tokenizer.json, tokenizer_config.json or a .gguf file")
+        raise ValueError(
+            f"{path.name} is not tokenizer.json, tokenizer_config.json or a .gguf file"
+        )
     if not path.is_dir():
         raise FileNotFoundError(f"no such file or directory: {path}")
     tokens: dict[str, int | None] = {}
     sources: list[str] = []
-    for name, reader in (("tokenizer.json", _from_tokenizer_json),
-                         ("tokenizer_config.json", _from_tokenizer_config)):
+    for name, reader in (
+        ("tokenizer.json", _from_tokenizer_json),
+        ("tokenizer_config.json", _from_tokenizer_config),
+    ):
         file = path / name
         if file.is_file():
             for token, token_id in reader(file).items():
@@ -142,13 +157,16 @@ def read_special_tokens(path: Path) -> tuple[dict[str, int | None], str]:
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) == 1:
             return _from_gguf(ggufs[0]), str(ggufs[0])
-        raise FileNotFoundError(f"no tokenizer.json, tokenizer_config.json or single .gguf in {path}")
+        raise FileNotFoundError(
+            f"no tokenizer.json, tokenizer_config.json or single .gguf in {path}"
+        )
     return tokens, f"{' + '.join(sources)} in {path}"
 
 
 def _from_tokenizer_json(file: Path) -> dict[str, int | None]:
     # The light `tokenizers` package parses the file the way the engine will.
     from tokenizers import Tokenizer
+
     try:
         decoder = Tokenizer.from_file(str(file)).get_added_tokens_decoder()
         return {t.content: i for i, t in decoder.items() if t.special}
@@ -173,9 +191,18 @@ def _from_tokenizer_config(file: Path) -> dict[str, int | None]:
     for key, e in (data.get("added_tokens_decoder") or {}).items():
         if isinstance(e, dict) and e.get("special") and isinstance(e.get("content"), str):
             tokens[e["content"]] = int(key) if str(key).isdigit() else None
-    names = [_content(data.get(key)) for key in ("bos_token", "eos_token", "unk_token",
-                                                 "sep_token", "pad_token", "cls_token",
-                                                 "mask_token")]
+    names = [
+        _content(data.get(key))
+        for key in (
+            "bos_token",
+            "eos_token",
+            "unk_token",
+            "sep_token",
+            "pad_token",
+            "cls_token",
+            "mask_token",
+        )
+    ]
     names += [_content(entry) for entry in data.get("additional_special_tokens") or []]
     for content in names:
         if content:
@@ -186,6 +213,7 @@ def _from_tokenizer_config(file: Path) -> dict[str, int | None]:
 def _from_gguf(file: Path) -> dict[str, int | None]:
     # gguf ships with the engine extra; without it the caller falls back to the built-in table.
     import gguf
+
     reader = gguf.GGUFReader(str(file))
     tokens = reader.fields["tokenizer.ggml.tokens"].contents()
     types = reader.fields["tokenizer.ggml.token_type"].contents()
@@ -206,15 +234,19 @@ def reject_control_tokens(text: str, param: str, matcher: ControlTokenMatcher) -
             f"`{param}` contains the control token {token!r} at character {offset}. Chat-template "
             "control tokens cannot be sent as text, because the template would read them as real "
             "turn markers; describe the token in words instead.",
-            param, "control_token")
+            param,
+            "control_token",
+        )
 
 
-def reject_control_tokens_in_json(value: object, param: str, matcher: ControlTokenMatcher,
-                                  depth: int = 0) -> None:
+def reject_control_tokens_in_json(
+    value: object, param: str, matcher: ControlTokenMatcher, depth: int = 0
+) -> None:
     """Scan every string (keys included) of a JSON value that a template renders, e.g. with tojson."""
     if depth > MAX_JSON_DEPTH:
-        raise PolicyViolation(VALUE_OUT_OF_RANGE, f"`{param}` is nested deeper than "
-                              f"{MAX_JSON_DEPTH} levels.", param)
+        raise PolicyViolation(
+            VALUE_OUT_OF_RANGE, f"`{param}` is nested deeper than {MAX_JSON_DEPTH} levels.", param
+        )
     if type(value) is str:
         reject_control_tokens(value, param, matcher)
     elif type(value) is dict:

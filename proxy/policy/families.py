@@ -19,9 +19,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Family:
     name: str
-    markers: tuple[str, ...]            # strings a client must never send
-    turn_markers: tuple[str, ...]       # one occurrence per rendered turn (incl. the generation header)
-    generation_header: re.Pattern       # matched against the end of the rendered prompt
+    markers: tuple[str, ...]  # strings a client must never send
+    turn_markers: tuple[str, ...]  # one occurrence per rendered turn (incl. the generation header)
+    generation_header: re.Pattern  # matched against the end of the rendered prompt
     # How many turns a list of messages may render to: (low, high), both inclusive.
     turn_range: Callable[[list[dict]], tuple[int, int]]
 
@@ -87,47 +87,104 @@ def _tail(pattern: str) -> re.Pattern:
 
 
 FAMILIES: tuple[Family, ...] = (
-    Family("chatml", ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|im_sep|>"),
-           ("<|im_start|>",),
-           # Qwen3 with enable_thinking=false appends an empty think block: template-made, allowed.
-           # Phi-4 separates role and text with <|im_sep|> instead of a newline.
-           _tail(r"<\|im_start\|>assistant(?:\n|<\|im_sep\|>)(?:<think>\n(?:\n</think>\n\n)?)?"),
-           _one_turn_per_message),
-    Family("llama3", ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
-                      "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|python_tag|>",
-                      "<|finetune_right_pad_id|>"),
-           ("<|start_header_id|>",),
-           _tail(r"<\|start_header_id\|>assistant<\|end_header_id\|>\n\n"),
-           _one_turn_per_message),
-    Family("gemma", ("<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>"),
-           ("<start_of_turn>",),
-           _tail(r"<start_of_turn>model\n"),
-           _system_folded),
-    Family("gpt-oss", ("<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>",
-                       "<|return|>", "<|call|>", "<|startoftext|>"),
-           ("<|start|>",),
-           _tail(r"<\|start\|>assistant"),
-           _harmony),
-    Family("phi3", ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"),
-           ("<|system|>", "<|user|>", "<|assistant|>"),
-           _tail(r"<\|assistant\|>\n?"),
-           _one_turn_per_message),
-    Family("deepseek", ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>",
-                        "<｜Assistant｜>", "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>",
-                        "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁outputs▁begin｜>",
-                        "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>",
-                        "<｜tool▁sep｜>"),
-           ("<｜User｜>", "<｜Assistant｜>"),
-           _tail(r"<｜Assistant｜>(?:<think>\n?)?"),
-           _user_and_assistant),
+    Family(
+        "chatml",
+        ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|im_sep|>"),
+        ("<|im_start|>",),
+        # Qwen3 with enable_thinking=false appends an empty think block: template-made, allowed.
+        # Phi-4 separates role and text with <|im_sep|> instead of a newline.
+        _tail(r"<\|im_start\|>assistant(?:\n|<\|im_sep\|>)(?:<think>\n(?:\n</think>\n\n)?)?"),
+        _one_turn_per_message,
+    ),
+    Family(
+        "llama3",
+        (
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+            "<|eom_id|>",
+            "<|python_tag|>",
+            "<|finetune_right_pad_id|>",
+        ),
+        ("<|start_header_id|>",),
+        _tail(r"<\|start_header_id\|>assistant<\|end_header_id\|>\n\n"),
+        _one_turn_per_message,
+    ),
+    Family(
+        "gemma",
+        ("<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>"),
+        ("<start_of_turn>",),
+        _tail(r"<start_of_turn>model\n"),
+        _system_folded,
+    ),
+    Family(
+        "gpt-oss",
+        (
+            "<|start|>",
+            "<|end|>",
+            "<|message|>",
+            "<|channel|>",
+            "<|constrain|>",
+            "<|return|>",
+            "<|call|>",
+            "<|startoftext|>",
+        ),
+        ("<|start|>",),
+        _tail(r"<\|start\|>assistant"),
+        _harmony,
+    ),
+    Family(
+        "phi3",
+        ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"),
+        ("<|system|>", "<|user|>", "<|assistant|>"),
+        _tail(r"<\|assistant\|>\n?"),
+        _one_turn_per_message,
+    ),
+    Family(
+        "deepseek",
+        (
+            "<｜begin▁of▁sentence｜>",
+            "<｜end▁of▁sentence｜>",
+            "<｜User｜>",
+            "<｜Assistant｜>",
+            "<｜tool▁calls▁begin｜>",
+            "<｜tool▁calls▁end｜>",
+            "<｜tool▁call▁begin｜>",
+            "<｜tool▁call▁end｜>",
+            "<｜tool▁outputs▁begin｜>",
+            "<｜tool▁outputs▁end｜>",
+            "<｜tool▁output▁begin｜>",
+            "<｜tool▁output▁end｜>",
+            "<｜tool▁sep｜>",
+        ),
+        ("<｜User｜>", "<｜Assistant｜>"),
+        _tail(r"<｜Assistant｜>(?:<think>\n?)?"),
+        _user_and_assistant,
+    ),
     # Llama-2 and Mistral share [INST]; Mistral adds the bracketed tool and system markers.
-    Family("llama2-mistral", ("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "[SYSTEM_PROMPT]",
-                              "[/SYSTEM_PROMPT]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]",
-                              "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "[THINK]",
-                              "[/THINK]"),
-           ("[INST]",),
-           _tail(r"\[/INST\] ?"),
-           _user_turns_only),
+    Family(
+        "llama2-mistral",
+        (
+            "[INST]",
+            "[/INST]",
+            "<<SYS>>",
+            "<</SYS>>",
+            "[SYSTEM_PROMPT]",
+            "[/SYSTEM_PROMPT]",
+            "[TOOL_CALLS]",
+            "[AVAILABLE_TOOLS]",
+            "[/AVAILABLE_TOOLS]",
+            "[TOOL_RESULTS]",
+            "[/TOOL_RESULTS]",
+            "[THINK]",
+            "[/THINK]",
+        ),
+        ("[INST]",),
+        _tail(r"\[/INST\] ?"),
+        _user_turns_only,
+    ),
 )
 
 

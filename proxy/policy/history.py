@@ -26,7 +26,7 @@ TEXT_FIELDS = ("content", "reasoning_content", "reasoning")
 def _text(value: object) -> str:
     if type(value) is str:
         return value
-    if type(value) is list:   # content parts (the policy already checked they are text parts)
+    if type(value) is list:  # content parts (the policy already checked they are text parts)
         return "".join(p.get("text", "") for p in value if type(p) is dict)
     return ""
 
@@ -42,20 +42,26 @@ def message_records(message: dict) -> list[bytes]:
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
         name, arguments = function.get("name") or "", function.get("arguments") or ""
-        records.append(b"c\0" + name.encode("utf-8", "surrogatepass") + b"\0"
-                       + arguments.encode("utf-8", "surrogatepass"))
+        records.append(
+            b"c\0"
+            + name.encode("utf-8", "surrogatepass")
+            + b"\0"
+            + arguments.encode("utf-8", "surrogatepass")
+        )
     return records
 
 
 def digest(secret: bytes, key_id: str, record: bytes) -> bytes:
     """The keyed digest of one record for one API key: without the secret nobody can make one,
     and a digest recorded for one key says nothing for another."""
-    return hmac.new(secret, key_id.encode("utf-8", "surrogatepass") + b"\0" + record,
-                    hashlib.sha256).digest()
+    return hmac.new(
+        secret, key_id.encode("utf-8", "surrogatepass") + b"\0" + record, hashlib.sha256
+    ).digest()
 
 
-def turns_to_verify(messages: list[dict], secret: bytes, key_id: str
-                    ) -> list[tuple[int, list[bytes]]]:
+def turns_to_verify(
+    messages: list[dict], secret: bytes, key_id: str
+) -> list[tuple[int, list[bytes]]]:
     """(message index, digests) of every assistant turn that carries model text."""
     out = []
     for index, message in enumerate(messages):
@@ -71,4 +77,7 @@ def unverified(index: int) -> PolicyViolation:
         UNVERIFIED_ASSISTANT_TURN,
         f"`messages[{index}]` is an assistant turn this server did not write for this API key "
         "(or its record has expired). Send assistant turns back exactly as they were received; "
-        "made-up assistant turns are not accepted.", f"messages[{index}]", "forged_history")
+        "made-up assistant turns are not accepted.",
+        f"messages[{index}]",
+        "forged_history",
+    )

@@ -12,21 +12,37 @@ Rules (attack-surface.md):
 
 from __future__ import annotations
 
-from proxy.policy.context import PolicyContext
 import orjson
 
+from proxy.policy.context import PolicyContext
 from proxy.policy.control_tokens import reject_control_tokens, reject_control_tokens_in_json
-from proxy.policy.validate import (expect_dict, expect_list, expect_str, invalid, missing,
-                                   short_repr, wrong_type)
-from proxy.policy.violation import (ASSISTANT_PREFILL, FORBIDDEN_PARAMETER, INVALID_MESSAGE_ORDER,
-                                    INVALID_ROLE, UNKNOWN_PARAMETER, UNSUPPORTED_CONTENT_TYPE,
-                                    VALUE_OUT_OF_RANGE, PolicyViolation)
+from proxy.policy.validate import (
+    expect_dict,
+    expect_list,
+    expect_str,
+    invalid,
+    missing,
+    short_repr,
+    wrong_type,
+)
+from proxy.policy.violation import (
+    ASSISTANT_PREFILL,
+    FORBIDDEN_PARAMETER,
+    INVALID_MESSAGE_ORDER,
+    INVALID_ROLE,
+    UNKNOWN_PARAMETER,
+    UNSUPPORTED_CONTENT_TYPE,
+    VALUE_OUT_OF_RANGE,
+    PolicyViolation,
+)
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 # Keys the template may render, per role.
 _COMMON_KEYS = ("role", "content", "name")
 _ALLOWED_KEYS = {
-    "system": _COMMON_KEYS, "developer": _COMMON_KEYS, "user": _COMMON_KEYS,
+    "system": _COMMON_KEYS,
+    "developer": _COMMON_KEYS,
+    "user": _COMMON_KEYS,
     "assistant": _COMMON_KEYS + ("tool_calls", "reasoning_content", "reasoning"),
     "tool": _COMMON_KEYS + ("tool_call_id",),
 }
@@ -42,8 +58,12 @@ def check_messages(value: object, ctx: PolicyContext) -> list[dict]:
     if not messages:
         raise invalid("messages", "`messages` must hold at least one message.")
     if len(messages) > ctx.settings.max_messages:
-        raise PolicyViolation(VALUE_OUT_OF_RANGE, f"`messages` holds {len(messages)} messages; "
-                              f"at most {ctx.settings.max_messages} are allowed.", "messages")
+        raise PolicyViolation(
+            VALUE_OUT_OF_RANGE,
+            f"`messages` holds {len(messages)} messages; "
+            f"at most {ctx.settings.max_messages} are allowed.",
+            "messages",
+        )
     rebuilt = [_check_message(m, i, ctx) for i, m in enumerate(messages)]
     _check_order(rebuilt, ctx)
     return rebuilt
@@ -58,8 +78,12 @@ def _check_message(message: object, index: int, ctx: PolicyContext) -> dict:
     if type(role) is not str:
         raise wrong_type(f"{where}.role", "a string", role)
     if role not in _ALLOWED_KEYS:
-        raise PolicyViolation(INVALID_ROLE, f"`{where}.role` must be one of {', '.join(ROLES)}; "
-                              f"got {short_repr(role)}.", f"{where}.role", "role")
+        raise PolicyViolation(
+            INVALID_ROLE,
+            f"`{where}.role` must be one of {', '.join(ROLES)}; got {short_repr(role)}.",
+            f"{where}.role",
+            "role",
+        )
     allowed = _ALLOWED_KEYS[role]
     find = ctx.control_tokens
     out = {"role": role}
@@ -71,20 +95,28 @@ def _check_message(message: object, index: int, ctx: PolicyContext) -> dict:
                 out[key] = _check_content(item, f"{where}.content", ctx)
             elif key == "tool_calls":
                 out[key] = _check_tool_calls(item, f"{where}.tool_calls", ctx)
-            else:   # name, tool_call_id, reasoning_content, reasoning: plain rendered strings
+            else:  # name, tool_call_id, reasoning_content, reasoning: plain rendered strings
                 reject_control_tokens(expect_str(item, f"{where}.{key}"), f"{where}.{key}", find)
                 out[key] = item
         elif role == "assistant" and key in _DROPPED_ASSISTANT_KEYS:
             continue
         elif role == "assistant" and key == "function_call":
             if item is not None:
-                raise PolicyViolation(FORBIDDEN_PARAMETER, f"`{where}.function_call` is the "
-                                      "deprecated function-calling format; use `tool_calls`.",
-                                      f"{where}.function_call", "deprecated_functions")
+                raise PolicyViolation(
+                    FORBIDDEN_PARAMETER,
+                    f"`{where}.function_call` is the "
+                    "deprecated function-calling format; use `tool_calls`.",
+                    f"{where}.function_call",
+                    "deprecated_functions",
+                )
         else:
-            raise PolicyViolation(UNKNOWN_PARAMETER, f"`{where}.{key}` is not an accepted field of "
-                                  f"a {role} message (accepted: {', '.join(allowed)}).",
-                                  f"{where}.{key}", "unknown_parameter")
+            raise PolicyViolation(
+                UNKNOWN_PARAMETER,
+                f"`{where}.{key}` is not an accepted field of "
+                f"a {role} message (accepted: {', '.join(allowed)}).",
+                f"{where}.{key}",
+                "unknown_parameter",
+            )
     if "content" not in out and not (role == "assistant" and out.get("tool_calls")):
         raise missing(f"{where}.content")
     return out
@@ -103,18 +135,30 @@ def _check_content(content: object, where: str, ctx: PolicyContext) -> str | lis
         part = expect_dict(part, at)
         kind = part.get("type")
         if type(kind) is not str:
-            raise wrong_type(f"{at}.type", "a string", kind) if kind is not None else missing(f"{at}.type")
+            raise (
+                wrong_type(f"{at}.type", "a string", kind)
+                if kind is not None
+                else missing(f"{at}.type")
+            )
         if kind not in allowed_types:
-            raise PolicyViolation(UNSUPPORTED_CONTENT_TYPE, f"`{at}.type`: content parts of type "
-                                  f"{short_repr(kind)} are not accepted here (accepted: "
-                                  f"{', '.join(allowed_types)}).", f"{at}.type", "content_type")
+            raise PolicyViolation(
+                UNSUPPORTED_CONTENT_TYPE,
+                f"`{at}.type`: content parts of type "
+                f"{short_repr(kind)} are not accepted here (accepted: "
+                f"{', '.join(allowed_types)}).",
+                f"{at}.type",
+                "content_type",
+            )
         if kind == "text":
             extra = set(part) - {"type", "text"}
             if extra:
                 key = sorted(extra)[0]
-                raise PolicyViolation(UNKNOWN_PARAMETER, f"`{at}.{key}` is not an accepted field "
-                                      "of a text part (accepted: type, text).", f"{at}.{key}",
-                                      "unknown_parameter")
+                raise PolicyViolation(
+                    UNKNOWN_PARAMETER,
+                    f"`{at}.{key}` is not an accepted field of a text part (accepted: type, text).",
+                    f"{at}.{key}",
+                    "unknown_parameter",
+                )
             text = part.get("text")
             if text is None:
                 raise missing(f"{at}.text")
@@ -153,8 +197,9 @@ def _check_tool_calls(value: object, where: str, ctx: PolicyContext) -> list[dic
             text = function.get(key)
             if text is None:
                 raise missing(f"{at}.function.{key}")
-            reject_control_tokens(expect_str(text, f"{at}.function.{key}"), f"{at}.function.{key}",
-                                  ctx.control_tokens)
+            reject_control_tokens(
+                expect_str(text, f"{at}.function.{key}"), f"{at}.function.{key}", ctx.control_tokens
+            )
             out_function[key] = text
         _check_arguments(out_function["arguments"], f"{at}.function.arguments", ctx)
         calls.append({"id": call_id, "type": "function", "function": out_function})
@@ -168,14 +213,15 @@ def _check_arguments(arguments: str, where: str, ctx: PolicyContext) -> None:
     try:
         decoded = orjson.loads(arguments)
     except orjson.JSONDecodeError:
-        raise invalid(where, f"`{where}` must be a JSON document (the server decodes it before "
-                      "rendering).") from None
+        raise invalid(
+            where, f"`{where}` must be a JSON document (the server decodes it before rendering)."
+        ) from None
     reject_control_tokens_in_json(decoded, where, ctx.control_tokens)
 
 
 def _check_order(messages: list[dict], ctx: PolicyContext) -> None:
     """Tool results answer a tool call; the conversation ends on the user's (or a tool's) turn."""
-    open_calls: set[str] = set()     # ids of the latest assistant tool calls not yet answered
+    open_calls: set[str] = set()  # ids of the latest assistant tool calls not yet answered
     for index, message in enumerate(messages):
         role = message["role"]
         if role == "tool":
@@ -183,10 +229,14 @@ def _check_order(messages: list[dict], ctx: PolicyContext) -> None:
             if call_id is None:
                 raise missing(f"messages[{index}].tool_call_id")
             if call_id not in open_calls:
-                raise PolicyViolation(INVALID_MESSAGE_ORDER, f"`messages[{index}]` is a tool result "
-                                      f"for {short_repr(call_id)}, but the assistant message "
-                                      "before it made no tool call with that id.",
-                                      f"messages[{index}].tool_call_id", "message_order")
+                raise PolicyViolation(
+                    INVALID_MESSAGE_ORDER,
+                    f"`messages[{index}]` is a tool result "
+                    f"for {short_repr(call_id)}, but the assistant message "
+                    "before it made no tool call with that id.",
+                    f"messages[{index}].tool_call_id",
+                    "message_order",
+                )
             open_calls.discard(call_id)
         elif role == "assistant":
             open_calls = {c["id"] for c in message.get("tool_calls", ())}
@@ -199,9 +249,15 @@ def _check_order(messages: list[dict], ctx: PolicyContext) -> None:
             ASSISTANT_PREFILL,
             f"The last message (`messages[{last}]`) has role 'assistant'. Writing the start of the "
             "answer (prefill) is not allowed with this API key; end the conversation with a user "
-            "message.", f"messages[{last}]", "assistant_prefill")
+            "message.",
+            f"messages[{last}]",
+            "assistant_prefill",
+        )
     if role in ("system", "developer"):
         raise PolicyViolation(
             INVALID_MESSAGE_ORDER,
             f"The last message (`messages[{last}]`) has role {role!r}; the conversation must end "
-            "with a user message (or a tool result).", f"messages[{last}].role", "message_order")
+            "with a user message (or a tool result).",
+            f"messages[{last}].role",
+            "message_order",
+        )

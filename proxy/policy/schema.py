@@ -19,28 +19,59 @@ import re
 
 from proxy.policy.context import PolicyContext
 from proxy.policy.validate import expect_bool, expect_dict, expect_str, missing, short_repr
-from proxy.policy.violation import (FORBIDDEN_PARAMETER, FORBIDDEN_SCHEMA_KEYWORD,
-                                    UNKNOWN_PARAMETER, VALUE_OUT_OF_RANGE, PolicyViolation)
+from proxy.policy.violation import (
+    FORBIDDEN_PARAMETER,
+    FORBIDDEN_SCHEMA_KEYWORD,
+    UNKNOWN_PARAMETER,
+    VALUE_OUT_OF_RANGE,
+    PolicyViolation,
+)
 
-MAX_SCHEMA_DEPTH = 16       # nested sub-schemas
-MAX_SCHEMA_NODES = 512      # sub-schemas in one schema
-MAX_PROPERTIES = 64         # properties of one object
+MAX_SCHEMA_DEPTH = 16  # nested sub-schemas
+MAX_SCHEMA_NODES = 512  # sub-schemas in one schema
+MAX_PROPERTIES = 64  # properties of one object
 MAX_DEFS = 64
-MAX_UNION = 16              # anyOf / oneOf branches
+MAX_UNION = 16  # anyOf / oneOf branches
 # Property (and $defs) names: what a programmer would write, short enough that a name cannot
 # carry a sentence. Spaces, punctuation and long names are how text gets forced.
 PROPERTY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}\Z")
 TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
 # Formats give the grammar a shape (a date, a uuid), never words.
-FORMATS = ("date-time", "date", "time", "duration", "email", "uuid", "uri", "ipv4", "ipv6",
-           "hostname")
+FORMATS = (
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "uuid",
+    "uri",
+    "ipv4",
+    "ipv6",
+    "hostname",
+)
 _COUNTS = ("minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties")
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 MAX_COUNT = 4096
 # Every keyword accepted; anything else is `forbidden_schema_keyword` with its path.
-ALLOWED_KEYWORDS = ("type", "properties", "required", "additionalProperties", "items", "anyOf",
-                    "oneOf", "$defs", "$ref", "format", "title", "description", "enum", "const", "default",
-                    *_COUNTS, *_BOUNDS)
+ALLOWED_KEYWORDS = (
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "anyOf",
+    "oneOf",
+    "$defs",
+    "$ref",
+    "format",
+    "title",
+    "description",
+    "enum",
+    "const",
+    "default",
+    *_COUNTS,
+    *_BOUNDS,
+)
 # Numbers, booleans and null pin a value, never words: accepted in `enum` / `const`.
 _NON_TEXT = (int, float, bool, type(None))
 _ALLOWED = frozenset(ALLOWED_KEYWORDS)
@@ -57,20 +88,31 @@ def check_response_format(value: object, ctx: PolicyContext) -> dict:
     if kind in ("text", "json_object"):
         return {"type": kind}
     if kind != "json_schema":
-        raise PolicyViolation(FORBIDDEN_PARAMETER, f"`response_format.type` {short_repr(kind)} "
-                              "is not accepted; use 'text', 'json_object' or 'json_schema'.",
-                              "response_format.type", "structured_output")
+        raise PolicyViolation(
+            FORBIDDEN_PARAMETER,
+            f"`response_format.type` {short_repr(kind)} "
+            "is not accepted; use 'text', 'json_object' or 'json_schema'.",
+            "response_format.type",
+            "structured_output",
+        )
     if not ctx.settings.allow_json_schema:
-        raise PolicyViolation(FORBIDDEN_PARAMETER, "`response_format` json_schema is turned off on "
-                              "this server; use 'json_object'.", "response_format.type",
-                              "response_format_schema")
+        raise PolicyViolation(
+            FORBIDDEN_PARAMETER,
+            "`response_format` json_schema is turned off on this server; use 'json_object'.",
+            "response_format.type",
+            "response_format_schema",
+        )
     spec = expect_dict(fmt.get("json_schema"), "response_format.json_schema")
     out = {}
     for key, item in spec.items():
         param = f"response_format.json_schema.{key}"
         if key not in _JSON_SCHEMA_KEYS:
-            raise PolicyViolation(UNKNOWN_PARAMETER, f"`{param}` is not an accepted field (accepted: "
-                                  f"{', '.join(_JSON_SCHEMA_KEYS)}).", param, "unknown_parameter")
+            raise PolicyViolation(
+                UNKNOWN_PARAMETER,
+                f"`{param}` is not an accepted field (accepted: {', '.join(_JSON_SCHEMA_KEYS)}).",
+                param,
+                "unknown_parameter",
+            )
         if item is None:
             continue
         if key == "strict":
@@ -106,18 +148,29 @@ class _SchemaWalk:
             raise _forbidden(at, "a sub-schema must be an object")
         self.nodes += 1
         if depth > MAX_SCHEMA_DEPTH:
-            raise PolicyViolation(VALUE_OUT_OF_RANGE, f"`{at}` is nested deeper than "
-                                  f"{MAX_SCHEMA_DEPTH} levels.", at, "response_format_schema")
+            raise PolicyViolation(
+                VALUE_OUT_OF_RANGE,
+                f"`{at}` is nested deeper than {MAX_SCHEMA_DEPTH} levels.",
+                at,
+                "response_format_schema",
+            )
         if self.nodes > MAX_SCHEMA_NODES:
-            raise PolicyViolation(VALUE_OUT_OF_RANGE, f"the response schema holds more than "
-                                  f"{MAX_SCHEMA_NODES} sub-schemas (at `{at}`).", at,
-                                  "response_format_schema")
+            raise PolicyViolation(
+                VALUE_OUT_OF_RANGE,
+                f"the response schema holds more than {MAX_SCHEMA_NODES} sub-schemas (at `{at}`).",
+                at,
+                "response_format_schema",
+            )
         out: dict = {}
         for key, item in schema.items():
             if key not in _ALLOWED:
-                raise _forbidden(f"{at}.{key}", "only structural keywords are accepted (" +
-                                 ", ".join(ALLOWED_KEYWORDS) + "); keywords that hold text, "
-                                 "patterns or unknown extensions can force the words of the answer")
+                raise _forbidden(
+                    f"{at}.{key}",
+                    "only structural keywords are accepted ("
+                    + ", ".join(ALLOWED_KEYWORDS)
+                    + "); keywords that hold text, "
+                    "patterns or unknown extensions can force the words of the answer",
+                )
             # The commonest values are checked inline; the rest in `keyword` (paths are built
             # only where a sub-schema or an error needs one).
             if key == "type" and type(item) is str and item in TYPES:
@@ -126,17 +179,23 @@ class _SchemaWalk:
                 out[key] = item
             else:
                 if key == "$defs" and not is_root:
-                    raise _forbidden(f"{at}.{key}", "`$defs` is accepted at the top of the schema "
-                                     "only")
+                    raise _forbidden(
+                        f"{at}.{key}", "`$defs` is accepted at the top of the schema only"
+                    )
                 out[key] = self.keyword(key, item, f"{at}.{key}", depth)
         return out
 
     def keyword(self, key: str, item: object, at: str, depth: int) -> object:
         if key == "type":
             kinds = item if type(item) is list else [item]
-            if not kinds or len(kinds) > len(TYPES) or any(k not in TYPES or type(k) is not str
-                                                           for k in kinds):
-                raise _forbidden(at, f"`type` must be one of {', '.join(TYPES)} (or a list of them)")
+            if (
+                not kinds
+                or len(kinds) > len(TYPES)
+                or any(k not in TYPES or type(k) is not str for k in kinds)
+            ):
+                raise _forbidden(
+                    at, f"`type` must be one of {', '.join(TYPES)} (or a list of them)"
+                )
             return item
         if key == "properties":
             return self.named(item, at, depth, MAX_PROPERTIES)
@@ -157,14 +216,22 @@ class _SchemaWalk:
             return item
         if key in ("const", "default"):
             if type(item) not in _NON_TEXT:
-                raise _forbidden(at, "a text (or object/array) constant forces the exact words of "
-                                 "the answer")
+                raise _forbidden(
+                    at, "a text (or object/array) constant forces the exact words of the answer"
+                )
             return item
         if key == "enum":
-            if (type(item) is not list or not item or len(item) > MAX_PROPERTIES
-                    or any(type(v) not in _NON_TEXT for v in item)):
-                raise _forbidden(at, "a list of texts forces the exact words of the answer; "
-                                 "`enum` may hold numbers, booleans and null only")
+            if (
+                type(item) is not list
+                or not item
+                or len(item) > MAX_PROPERTIES
+                or any(type(v) not in _NON_TEXT for v in item)
+            ):
+                raise _forbidden(
+                    at,
+                    "a list of texts forces the exact words of the answer; "
+                    "`enum` may hold numbers, booleans and null only",
+                )
             return list(item)
         if key == "items":
             return self.node(item, at, depth + 1)
@@ -175,8 +242,10 @@ class _SchemaWalk:
         if key == "$ref":
             match = _REF.match(item) if type(item) is str else None
             if match is None or match.group(1) not in self.def_names:
-                raise _forbidden(at, "`$ref` may only point to an entry of this schema's `$defs` "
-                                 "('#/$defs/<name>')")
+                raise _forbidden(
+                    at,
+                    "`$ref` may only point to an entry of this schema's `$defs` ('#/$defs/<name>')",
+                )
             return item
         if key == "format":
             if item not in FORMATS or type(item) is not str:
@@ -211,17 +280,24 @@ class _SchemaWalk:
 
 def _property_name(name: object, at: str) -> str:
     if type(name) is not str or PROPERTY_NAME.match(name) is None:
-        raise _forbidden(at, "property names must be plain identifiers (a letter or _, then "
-                         "letters, digits or _; at most 32 characters): guided decoding writes "
-                         f"them verbatim, so a name like {short_repr(name, 30)} would be words "
-                         "forced into the answer")
+        raise _forbidden(
+            at,
+            "property names must be plain identifiers (a letter or _, then "
+            "letters, digits or _; at most 32 characters): guided decoding writes "
+            f"them verbatim, so a name like {short_repr(name, 30)} would be words "
+            "forced into the answer",
+        )
     return name
 
 
 def _name(value: str, param: str) -> str:
     if PROPERTY_NAME.match(value) is None and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value) is None:
-        raise PolicyViolation(FORBIDDEN_SCHEMA_KEYWORD, f"`{param}` must be 1 to 64 letters, "
-                              "digits, '_' or '-'.", param, "response_format_schema")
+        raise PolicyViolation(
+            FORBIDDEN_SCHEMA_KEYWORD,
+            f"`{param}` must be 1 to 64 letters, digits, '_' or '-'.",
+            param,
+            "response_format_schema",
+        )
     return value
 
 
@@ -230,12 +306,19 @@ MAX_DESCRIPTION_CHARS = 2000
 
 def _bounded_text(value: str, param: str) -> str:
     if len(value) > MAX_DESCRIPTION_CHARS:
-        raise PolicyViolation(VALUE_OUT_OF_RANGE, f"`{param}` is longer than "
-                              f"{MAX_DESCRIPTION_CHARS} characters.", param,
-                              "response_format_schema")
+        raise PolicyViolation(
+            VALUE_OUT_OF_RANGE,
+            f"`{param}` is longer than {MAX_DESCRIPTION_CHARS} characters.",
+            param,
+            "response_format_schema",
+        )
     return value
 
 
 def _forbidden(param: str, why: str) -> PolicyViolation:
-    return PolicyViolation(FORBIDDEN_SCHEMA_KEYWORD, f"`{param}` is not accepted in a response "
-                           f"schema: {why}.", param, "response_format_schema")
+    return PolicyViolation(
+        FORBIDDEN_SCHEMA_KEYWORD,
+        f"`{param}` is not accepted in a response schema: {why}.",
+        param,
+        "response_format_schema",
+    )

@@ -70,7 +70,9 @@ class PolicySettings(BaseModel):
     def _known_part_types(cls, types: list[str]) -> list[str]:
         unknown = sorted(set(types) - set(KNOWN_PART_TYPES))
         if unknown:
-            raise ValueError(f"unknown content part types {unknown}; known: {list(KNOWN_PART_TYPES)}")
+            raise ValueError(
+                f"unknown content part types {unknown}; known: {list(KNOWN_PART_TYPES)}"
+            )
         if "text" not in types:
             raise ValueError("allowed_content_part_types must include 'text'")
         return types
@@ -80,7 +82,9 @@ class PolicySettings(BaseModel):
     def _known_tool_choices(cls, choices: list[str]) -> list[str]:
         unknown = sorted(set(choices) - {"none", "auto", "required", "named"})
         if unknown:
-            raise ValueError(f"unknown tool_choice values {unknown}; known: none, auto, required, named")
+            raise ValueError(
+                f"unknown tool_choice values {unknown}; known: none, auto, required, named"
+            )
         return choices
 
     @field_validator("extra_control_tokens")

@@ -7,11 +7,23 @@ from __future__ import annotations
 
 import math
 
-from proxy.policy.violation import (INVALID_TYPE, INVALID_VALUE, MISSING_PARAMETER,
-                                    VALUE_OUT_OF_RANGE, PolicyViolation)
+from proxy.policy.violation import (
+    INVALID_TYPE,
+    INVALID_VALUE,
+    MISSING_PARAMETER,
+    VALUE_OUT_OF_RANGE,
+    PolicyViolation,
+)
 
-_JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-                    int: "an integer", float: "a number", type(None): "null"}
+_JSON_TYPE_NAMES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
 
 
 def json_type(value: object) -> str:
@@ -19,8 +31,9 @@ def json_type(value: object) -> str:
 
 
 def wrong_type(param: str, expected: str, value: object) -> PolicyViolation:
-    return PolicyViolation(INVALID_TYPE, f"`{param}` must be {expected}, not {json_type(value)}.",
-                           param)
+    return PolicyViolation(
+        INVALID_TYPE, f"`{param}` must be {expected}, not {json_type(value)}.", param
+    )
 
 
 def missing(param: str) -> PolicyViolation:
@@ -55,26 +68,39 @@ def expect_list(value: object, param: str) -> list:
     return value
 
 
-def expect_int(value: object, param: str, low: int | None = None, high: int | None = None,
-               vector: str = "invalid_request") -> int:
+def expect_int(
+    value: object,
+    param: str,
+    low: int | None = None,
+    high: int | None = None,
+    vector: str = "invalid_request",
+) -> int:
     if type(value) is not int:
         raise wrong_type(param, "an integer", value)
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = (f"between {low} and {high}" if high is not None and low is not None
-                  else f"at least {low}" if low is not None else f"at most {high}")
-        raise PolicyViolation(VALUE_OUT_OF_RANGE, f"`{param}` must be {bounds}; got {value}.",
-                              param, vector)
+        bounds = (
+            f"between {low} and {high}"
+            if high is not None and low is not None
+            else f"at least {low}"
+            if low is not None
+            else f"at most {high}"
+        )
+        raise PolicyViolation(
+            VALUE_OUT_OF_RANGE, f"`{param}` must be {bounds}; got {value}.", param, vector
+        )
     return value
 
 
-def expect_number(value: object, param: str, low: float, high: float,
-                  low_open: bool = False) -> float:
+def expect_number(
+    value: object, param: str, low: float, high: float, low_open: bool = False
+) -> float:
     if type(value) not in (int, float):
         raise wrong_type(param, "a number", value)
     if math.isnan(value) or value > high or value < low or (low_open and value == low):
         bracket = "(" if low_open else "["
-        raise PolicyViolation(VALUE_OUT_OF_RANGE,
-                              f"`{param}` must be in {bracket}{low}, {high}]; got {value}.", param)
+        raise PolicyViolation(
+            VALUE_OUT_OF_RANGE, f"`{param}` must be in {bracket}{low}, {high}]; got {value}.", param
+        )
     return value
 
 

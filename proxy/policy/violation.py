@@ -37,8 +37,14 @@ class PolicyViolation(Exception):
 
     __slots__ = ("status", "code", "param", "message", "vector")
 
-    def __init__(self, code: str, message: str, param: str | None = None,
-                 vector: str = INVALID_REQUEST, status: int = 400) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        param: str | None = None,
+        vector: str = INVALID_REQUEST,
+        status: int = 400,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -47,10 +53,18 @@ class PolicyViolation(Exception):
         self.vector = vector
 
     def __repr__(self) -> str:
-        return (f"PolicyViolation(status={self.status}, code={self.code!r}, param={self.param!r}, "
-                f"vector={self.vector!r}, message={self.message!r})")
+        return (
+            f"PolicyViolation(status={self.status}, code={self.code!r}, param={self.param!r}, "
+            f"vector={self.vector!r}, message={self.message!r})"
+        )
 
     def as_api_error(self) -> APIError:
         """The OpenAI-shaped error; policy blocks must not be retried by clients."""
-        return APIError(self.status, self.message, "invalid_request_error", self.param, self.code,
-                        {"x-should-retry": "false"})
+        return APIError(
+            self.status,
+            self.message,
+            "invalid_request_error",
+            self.param,
+            self.code,
+            {"x-should-retry": "false"},
+        )

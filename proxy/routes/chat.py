@@ -22,8 +22,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     async for part in request.stream():
         size += len(part)
         if size > limit:
-            raise APIError(413, f"the request body is larger than the {limit}-byte limit",
-                           param=None, code="request_too_large", headers={"x-should-retry": "false"})
+            raise APIError(
+                413,
+                f"the request body is larger than the {limit}-byte limit",
+                param=None,
+                code="request_too_large",
+                headers={"x-should-retry": "false"},
+            )
         parts.append(part)
     return b"".join(parts)
 
@@ -38,10 +43,16 @@ async def _serve(request: Request, route: str) -> Response:
     try:
         raw = await read_body(request, state.settings.server.max_body_bytes)
         served_model = await state.served_model.resolve()
-        response = await state.chat.handle(raw, served_model, bool(key and key.allow_prefill),
-                                           request_id(request), received_at(request),
-                                           request.receive, route,
-                                           key_id=key.key if key is not None else "")
+        response = await state.chat.handle(
+            raw,
+            served_model,
+            bool(key and key.allow_prefill),
+            request_id(request),
+            received_at(request),
+            request.receive,
+            route,
+            key_id=key.key if key is not None else "",
+        )
     except BaseException:
         await slots.__aexit__(None, None, None)
         raise
@@ -51,7 +62,7 @@ async def _serve(request: Request, route: str) -> Response:
 class _ReleaseWhenSent(Response):
     """Sends the wrapped response, then releases the key's slot (also when the client left)."""
 
-    def __init__(self, inner: Response, slots) -> None:   # noqa: super().__init__ not wanted
+    def __init__(self, inner: Response, slots) -> None:  # noqa: super().__init__ not wanted
         self.inner = inner
         self.slots = slots
         self.background = None

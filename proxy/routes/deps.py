@@ -24,9 +24,14 @@ def authenticate(request: Request) -> ApiKey | None:
     scheme, _, token = header.partition(" ")
     key = settings.key_for(token.strip()) if scheme.lower() == "bearer" else None
     if key is None:
-        raise APIError(401, "Incorrect or missing API key. Send it as 'Authorization: Bearer "
-                       "<key>'.", "invalid_request_error", None, "invalid_api_key",
-                       {"www-authenticate": "Bearer", "x-should-retry": "false"})
+        raise APIError(
+            401,
+            "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'.",
+            "invalid_request_error",
+            None,
+            "invalid_api_key",
+            {"www-authenticate": "Bearer", "x-should-retry": "false"},
+        )
     return key
 
 
@@ -36,7 +41,7 @@ def _host_of(value: str) -> str:
         return (urlsplit(value).hostname or "").lower()
     host = value.strip().lower()
     if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
+        return host[1 : host.find("]")] if "]" in host else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
@@ -47,20 +52,36 @@ def check_open_mode_request(request: Request) -> None:
     and JSON bodies are accepted."""
     host = request.headers.get("host", "")
     if _host_of(host) not in LOOPBACK_HOSTS:
-        raise APIError(403, "this proxy runs without API keys and answers only requests "
-                       "addressed to a loopback host", "invalid_request_error", None,
-                       "host_not_allowed", {"x-should-retry": "false"})
+        raise APIError(
+            403,
+            "this proxy runs without API keys and answers only requests "
+            "addressed to a loopback host",
+            "invalid_request_error",
+            None,
+            "host_not_allowed",
+            {"x-should-retry": "false"},
+        )
     origin = request.headers.get("origin")
     if origin is not None and _host_of(origin) not in LOOPBACK_HOSTS:
-        raise APIError(403, "cross-origin requests are not accepted by a proxy without API keys",
-                       "invalid_request_error", None, "origin_not_allowed",
-                       {"x-should-retry": "false"})
+        raise APIError(
+            403,
+            "cross-origin requests are not accepted by a proxy without API keys",
+            "invalid_request_error",
+            None,
+            "origin_not_allowed",
+            {"x-should-retry": "false"},
+        )
     if request.method == "POST":
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
-            raise APIError(415, "request bodies must be sent as application/json",
-                           "invalid_request_error", None, "unsupported_media_type",
-                           {"x-should-retry": "false"})
+            raise APIError(
+                415,
+                "request bodies must be sent as application/json",
+                "invalid_request_error",
+                None,
+                "unsupported_media_type",
+                {"x-should-retry": "false"},
+            )
 
 
 class KeySlots:
@@ -68,19 +89,23 @@ class KeySlots:
     upstream connection. Over the limit: 429 with Retry-After (the OpenAI client retries it)."""
 
     def __init__(self, auth_settings, upstream_connections: int) -> None:
-        self._default = (auth_settings.max_concurrent_per_key
-                         or max(1, upstream_connections // 2))
+        self._default = auth_settings.max_concurrent_per_key or max(1, upstream_connections // 2)
         self._in_flight: dict[str, int] = {}
 
     @asynccontextmanager
     async def hold(self, key: ApiKey | None):
         name = key.key if key is not None else ""
-        limit = (key.max_concurrent if key is not None and key.max_concurrent else self._default)
+        limit = key.max_concurrent if key is not None and key.max_concurrent else self._default
         count = self._in_flight.get(name, 0)
         if count >= limit:
-            raise APIError(429, f"too many requests in flight for this API key (limit {limit}); "
-                           "retry shortly", "rate_limit_error", None, "concurrency_limit",
-                           {"retry-after": "1"})
+            raise APIError(
+                429,
+                f"too many requests in flight for this API key (limit {limit}); retry shortly",
+                "rate_limit_error",
+                None,
+                "concurrency_limit",
+                {"retry-after": "1"},
+            )
         self._in_flight[name] = count + 1
         try:
             yield

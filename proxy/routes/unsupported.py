@@ -14,26 +14,50 @@ router = APIRouter()
 
 REASONS = {
     "/v1/responses": "the Responses API can continue an in-progress assistant item (a prefill); "
-                     "use /v1/chat/completions",
+    "use /v1/chat/completions",
     "/v1/messages": "the Messages API treats a trailing assistant turn as a prefill; use "
-                    "/v1/chat/completions",
+    "/v1/chat/completions",
 }
 # Never exposed: template reconnaissance, arbitrary token prompts, weight swaps.
-INTERNAL = ("/tokenize", "/detokenize", "/tokenizer_info", "/invocations", "/pause", "/resume",
-            "/update_weights", "/v1/load_lora_adapter", "/v1/unload_lora_adapter",
-            "/inference/v1/generate", "/pooling", "/classify", "/score", "/rerank")
+INTERNAL = (
+    "/tokenize",
+    "/detokenize",
+    "/tokenizer_info",
+    "/invocations",
+    "/pause",
+    "/resume",
+    "/update_weights",
+    "/v1/load_lora_adapter",
+    "/v1/unload_lora_adapter",
+    "/inference/v1/generate",
+    "/pooling",
+    "/classify",
+    "/score",
+    "/rerank",
+)
 
 
 def _disabled(path: str, reason: str):
     async def handler(request: Request) -> None:
-        raise APIError(404, f"{path} is disabled by the deepguard policy: {reason}", param=None,
-                       code="endpoint_disabled", headers={"x-should-retry": "false"})
+        raise APIError(
+            404,
+            f"{path} is disabled by the deepguard policy: {reason}",
+            param=None,
+            code="endpoint_disabled",
+            headers={"x-should-retry": "false"},
+        )
+
     return handler
 
 
 for _path, _reason in REASONS.items():
-    router.add_api_route(_path, _disabled(_path, _reason), methods=["POST", "GET"],
-                         include_in_schema=False)
+    router.add_api_route(
+        _path, _disabled(_path, _reason), methods=["POST", "GET"], include_in_schema=False
+    )
 for _path in INTERNAL:
-    router.add_api_route(_path, _disabled(_path, "internal model-server route"),
-                         methods=["POST", "GET"], include_in_schema=False)
+    router.add_api_route(
+        _path,
+        _disabled(_path, "internal model-server route"),
+        methods=["POST", "GET"],
+        include_in_schema=False,
+    )

@@ -11,11 +11,18 @@ the per-token watcher needs the incremental form (`IncrementalRefusalClassifier`
 from __future__ import annotations
 
 import re
-from typing import Iterable, Protocol, runtime_checkable
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
 
 from proxy.watch.phrases import (
-    MAX_PHRASE_CHARS, REFUSAL_KEYWORDS, REFUSAL_PATTERNS, expand_fragment, literal_fragment,
-    literal_keyword, lower_same_length)
+    MAX_PHRASE_CHARS,
+    REFUSAL_KEYWORDS,
+    REFUSAL_PATTERNS,
+    expand_fragment,
+    literal_fragment,
+    literal_keyword,
+    lower_same_length,
+)
 from proxy.watch.quoting import QuoteState, advance
 
 # Characters that must follow a match before the scanner trusts it mid-stream, because some
@@ -51,7 +58,7 @@ class RefusalClassifier(Protocol):
 class IncrementalRefusalClassifier(RefusalClassifier, Protocol):
     """A classifier the per-token watcher can drive while an answer streams."""
 
-    def scanner(self) -> "RefusalScanner": ...
+    def scanner(self) -> RefusalScanner: ...
 
 
 class RefusalDetector:
@@ -67,8 +74,10 @@ class RefusalDetector:
         for fragment in fragments + (keywords or []):
             literal = _ESCAPE.sub("", fragment)
             if literal != literal.lower():
-                raise ValueError(f"refusal pattern {fragment!r} must be lower case "
-                                 "(text is lower-cased before matching)")
+                raise ValueError(
+                    f"refusal pattern {fragment!r} must be lower case "
+                    "(text is lower-cased before matching)"
+                )
         if not fragments:
             raise ValueError("a refusal detector needs at least one phrase")
         parts, widest = [], 1
@@ -88,7 +97,7 @@ class RefusalDetector:
             self._keywords = re.compile("|".join(f"(?:{k})" for k in keywords))
 
     @classmethod
-    def default(cls, extra_phrases: Iterable[str] = ()) -> "RefusalDetector":
+    def default(cls, extra_phrases: Iterable[str] = ()) -> RefusalDetector:
         """The built-in phrase set in every language, plus literal user phrases from config."""
         extra_phrases = list(extra_phrases)
         fragments = [expand_fragment(p) for group in REFUSAL_PATTERNS.values() for p in group]
@@ -106,7 +115,7 @@ class RefusalDetector:
     def is_refusal(self, text: str) -> bool:
         return self.find_onset(text) is not None
 
-    def scanner(self) -> "RefusalScanner":
+    def scanner(self) -> RefusalScanner:
         return RefusalScanner(self._pattern, self.lookback, self._keywords, self._keyword_width)
 
 
@@ -117,26 +126,44 @@ class RefusalScanner:
     an earlier piece), not by the length of the answer so far: only that window of text is kept.
     """
 
-    __slots__ = ("_pattern", "_lookback", "_keywords", "_keyword_width", "_last_keyword",
-                 "_buf", "_base", "_length", "_search_from", "_state", "_state_at", "onset",
-                 "closed", "_raw_tail")
+    __slots__ = (
+        "_pattern",
+        "_lookback",
+        "_keywords",
+        "_keyword_width",
+        "_last_keyword",
+        "_buf",
+        "_base",
+        "_length",
+        "_search_from",
+        "_state",
+        "_state_at",
+        "onset",
+        "closed",
+        "_raw_tail",
+    )
 
-    def __init__(self, pattern: re.Pattern[str], lookback: int,
-                 keywords: re.Pattern[str] | None = None, keyword_width: int = 0) -> None:
+    def __init__(
+        self,
+        pattern: re.Pattern[str],
+        lookback: int,
+        keywords: re.Pattern[str] | None = None,
+        keyword_width: int = 0,
+    ) -> None:
         self._pattern = pattern
         self._lookback = lookback
         self._keywords = keywords
         self._keyword_width = keyword_width
-        self._last_keyword = -1        # start of the latest keyword seen (-1: none yet)
-        self._buf = ""                 # the tail of the answer still needed
-        self._base = 0                 # offset of _buf[0] in the whole answer
-        self._length = 0               # characters fed so far
-        self._search_from = 0          # candidates before this offset were already judged
-        self._state = QuoteState()     # quote state at offset _state_at
+        self._last_keyword = -1  # start of the latest keyword seen (-1: none yet)
+        self._buf = ""  # the tail of the answer still needed
+        self._base = 0  # offset of _buf[0] in the whole answer
+        self._length = 0  # characters fed so far
+        self._search_from = 0  # candidates before this offset were already judged
+        self._state = QuoteState()  # quote state at offset _state_at
         self._state_at = 0
         self.onset: int | None = None
         self.closed = False
-        self._raw_tail = ""            # the last characters fed, as written (for glue across pieces)
+        self._raw_tail = ""  # the last characters fed, as written (for glue across pieces)
 
     def feed(self, piece: str) -> int | None:
         """Add the next piece; return the onset (offset in the whole text) once it is known."""
@@ -149,7 +176,7 @@ class RefusalScanner:
         # Glue is judged over the raw tail of earlier pieces plus this one ("projects" + "I can't");
         # blanks it adds inside the tail are added to the buffer too (never removed: the tail lacks
         # the context that earlier blanks may have needed). The buffer always still holds the tail.
-        tail = self._raw_tail[-len(self._buf):] if self._buf else ""
+        tail = self._raw_tail[-len(self._buf) :] if self._buf else ""
         blanked = _blank_glue(tail + piece)
         n = len(tail)
         if n and blanked[:n] != tail:
@@ -174,8 +201,9 @@ class RefusalScanner:
         if not self.closed:
             self.closed = True
             if self.onset is None:
-                self._search(max(self._search_from,
-                                 self._length - self._lookback - SETTLE_CHARS), final=True)
+                self._search(
+                    max(self._search_from, self._length - self._lookback - SETTLE_CHARS), final=True
+                )
         return self.onset
 
     def _keyword_since(self, previous: int) -> int:
@@ -190,7 +218,7 @@ class RefusalScanner:
         pos = max(start - base, 0)
         while (match := self._pattern.search(buf, pos)) is not None:
             if not final and match.end() + SETTLE_CHARS > len(buf):
-                return                 # too close to the end to be sure; judge it next time
+                return  # too close to the end to be sure; judge it next time
             offset = base + match.start()
             self._search_from = offset + 1
             if not self._quoted_at(offset):
@@ -200,18 +228,20 @@ class RefusalScanner:
 
     def _quoted_at(self, offset: int) -> bool:
         # Candidates arrive in increasing order, so the quote state only moves forward.
-        self._state = advance(self._state, self._buf[self._state_at - self._base:
-                                                     offset - self._base])
+        self._state = advance(
+            self._state, self._buf[self._state_at - self._base : offset - self._base]
+        )
         self._state_at = offset
         return self._state.quoted
 
     def _trim(self) -> None:
         keep_from = self._length - self._lookback - SETTLE_CHARS
         if keep_from - self._base < 4 * self._lookback:
-            return                     # trim rarely: slicing costs a copy
+            return  # trim rarely: slicing costs a copy
         if self._state_at < keep_from:
-            self._state = advance(self._state, self._buf[self._state_at - self._base:
-                                                         keep_from - self._base])
+            self._state = advance(
+                self._state, self._buf[self._state_at - self._base : keep_from - self._base]
+            )
             self._state_at = keep_from
         cut = min(keep_from, self._state_at) - self._base
         self._buf = self._buf[cut:]
@@ -227,5 +257,6 @@ def _max_width(fragment: str) -> int:
     if longest > MAX_PHRASE_CHARS:
         raise ValueError(
             f"refusal phrase {fragment[:60]!r} can match more than {MAX_PHRASE_CHARS} characters;"
-            " bound every repeat")
+            " bound every repeat"
+        )
     return longest

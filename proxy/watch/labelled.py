@@ -13,9 +13,9 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from proxy.watch.detector import RefusalClassifier
 
@@ -24,8 +24,8 @@ _COLUMNS = {"objective", "assistant_response", "human_score"}
 
 @dataclass(frozen=True)
 class LabelledAnswer:
-    source: str          # file name
-    row: int             # 0-based data row in that file
+    source: str  # file name
+    row: int  # 0-based data row in that file
     objective: str
     response: str
     is_refusal: bool
@@ -54,8 +54,11 @@ class Confusion:
 
 def load_labelled(path: Path) -> list[LabelledAnswer]:
     """Rows of one labelled CSV; a clear error names the file and row when the format is off."""
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-             if not line.startswith("#")]
+    lines = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+        if not line.startswith("#")
+    ]
     reader = csv.DictReader(io.StringIO("".join(lines)))
     missing = _COLUMNS - set(reader.fieldnames or ())
     if missing:
@@ -65,8 +68,11 @@ def load_labelled(path: Path) -> list[LabelledAnswer]:
         score = (record["human_score"] or "").strip()
         if score not in ("0", "1"):
             raise ValueError(f"{path.name} row {i}: human_score must be 0 or 1, got {score!r}")
-        rows.append(LabelledAnswer(path.name, i, record["objective"],
-                                   record["assistant_response"], score == "1"))
+        rows.append(
+            LabelledAnswer(
+                path.name, i, record["objective"], record["assistant_response"], score == "1"
+            )
+        )
     return rows
 
 

@@ -12,15 +12,20 @@ from proxy.watch.watcher import Outcome
 def recovery_action(outcome: Outcome, hold_back_tokens: int) -> str:
     """What the proxy did about the harmful start: `suppressed`, `released` or `observed`."""
     if outcome.suppressed:
-        return "suppressed"            # held content before the onset was dropped
+        return "suppressed"  # held content before the onset was dropped
     if hold_back_tokens > 0:
-        return "released"              # the window was on but the onset came too late
-    return "observed"                  # W = 0: the proxy only watches
+        return "released"  # the window was on but the onset came too late
+    return "observed"  # W = 0: the proxy only watches
 
 
-def recovery_log_record(request_id: str, choice_index: int, model_name: str,
-                        outcome: Outcome, hold_back_tokens: int,
-                        answer_text: str | None = None) -> dict:
+def recovery_log_record(
+    request_id: str,
+    choice_index: int,
+    model_name: str,
+    outcome: Outcome,
+    hold_back_tokens: int,
+    answer_text: str | None = None,
+) -> dict:
     """Fields of the log line for a recovered answer; pass `answer_text` only if configured."""
     record = {
         "event": "refusal_recovery",

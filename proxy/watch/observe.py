@@ -19,6 +19,7 @@ def observe(metrics, model_name: str, outcome: Outcome) -> None:
     metrics.refusal_onset.labels(model_name=model_name).observe(outcome.onset_token)
     if outcome.kind == "recovered":
         metrics.recovery_released.labels(model_name=model_name).observe(
-            outcome.released_before_onset or 0)
+            outcome.released_before_onset or 0
+        )
         if outcome.suppressed:
             metrics.recovery_suppressed.labels(model_name=model_name).inc()

@@ -82,9 +82,24 @@ REFUSAL_PATTERNS: dict[str, tuple[str, ...]] = {
 # cost per token low on the vast majority of text that refuses nothing. A new phrase in
 # REFUSAL_PATTERNS must contain one of these (a test checks every phrase's sample matches).
 REFUSAL_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "en": ("can't", "cannot", "can not", "won't", "will not", "unable", "not able", "not going",
-           "decline", "refuse", "comfortable", "not allowed", "not permitted", "as an AI",
-           "appropriate", "against my"),
+    "en": (
+        "can't",
+        "cannot",
+        "can not",
+        "won't",
+        "will not",
+        "unable",
+        "not able",
+        "not going",
+        "decline",
+        "refuse",
+        "comfortable",
+        "not allowed",
+        "not permitted",
+        "as an AI",
+        "appropriate",
+        "against my",
+    ),
     "fr": ("désolé", "je ne"),
     "es": ("no puedo", "no podré"),
     "de": ("tut mir leid", "ich kann"),
@@ -130,14 +145,35 @@ def lower_same_length(text: str) -> str:
 # one of these (or holds a refusal keyword) would end the answer at the refusal before the watch
 # could see it, and the hold-back window would then release what it held.
 REFUSAL_OPENINGS = (
-    "i'm sorry", "i am sorry", "sorry", "i apologize", "i apologise", "my apologies",
-    "unfortunately", "i can't", "i cannot", "i can not", "i won't", "i will not", "i'm unable",
-    "i am unable", "i'm not able", "i am not able", "i'm not going to", "i must decline",
-    "i have to decline", "i refuse", "i decline", "as an ai", "against my guidelines",
-    "it's not appropriate", "it is not appropriate",
+    "i'm sorry",
+    "i am sorry",
+    "sorry",
+    "i apologize",
+    "i apologise",
+    "my apologies",
+    "unfortunately",
+    "i can't",
+    "i cannot",
+    "i can not",
+    "i won't",
+    "i will not",
+    "i'm unable",
+    "i am unable",
+    "i'm not able",
+    "i am not able",
+    "i'm not going to",
+    "i must decline",
+    "i have to decline",
+    "i refuse",
+    "i decline",
+    "as an ai",
+    "against my guidelines",
+    "it's not appropriate",
+    "it is not appropriate",
 )
-_ANY_KEYWORD = re.compile("|".join(f"(?:{expand_fragment(k)})" for group in
-                                   REFUSAL_KEYWORDS.values() for k in group))
+_ANY_KEYWORD = re.compile(
+    "|".join(f"(?:{expand_fragment(k)})" for group in REFUSAL_KEYWORDS.values() for k in group)
+)
 
 
 def overlaps_refusal(text: str) -> bool:

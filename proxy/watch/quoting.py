@@ -23,15 +23,19 @@ _CLOSERS = ("”", "»", "」", "』")
 
 
 class QuoteState(NamedTuple):
-    backticks: int = 0      # ``` fences since the start of the answer (parity matters)
-    straight: int = 0       # `"` since the last newline (parity matters)
-    typographic: int = 0    # opened minus closed since the last newline
-    inline: int = 0         # single backticks since the last newline (parity matters)
+    backticks: int = 0  # ``` fences since the start of the answer (parity matters)
+    straight: int = 0  # `"` since the last newline (parity matters)
+    typographic: int = 0  # opened minus closed since the last newline
+    inline: int = 0  # single backticks since the last newline (parity matters)
 
     @property
     def quoted(self) -> bool:
-        return (self.backticks % 2 == 1 or self.straight % 2 == 1 or self.typographic > 0
-                or self.inline % 2 == 1)
+        return (
+            self.backticks % 2 == 1
+            or self.straight % 2 == 1
+            or self.typographic > 0
+            or self.inline % 2 == 1
+        )
 
 
 def advance(state: QuoteState, segment: str) -> QuoteState:
@@ -40,7 +44,7 @@ def advance(state: QuoteState, segment: str) -> QuoteState:
     fences = state.backticks + segment.count("```")
     newline = segment.rfind("\n")
     if newline >= 0:
-        line = segment[newline + 1:]
+        line = segment[newline + 1 :]
         straight, typographic, inline = 0, 0, 0
     else:
         line = segment
@@ -48,8 +52,7 @@ def advance(state: QuoteState, segment: str) -> QuoteState:
     if line:
         straight += line.count('"')
         inline += line.count("`") - 3 * line.count("```")
-        typographic += (sum(line.count(c) for c in _OPENERS)
-                        - sum(line.count(c) for c in _CLOSERS))
+        typographic += sum(line.count(c) for c in _OPENERS) - sum(line.count(c) for c in _CLOSERS)
         typographic = max(typographic, 0)
     return QuoteState(fences, straight, typographic, inline)
 

@@ -29,5 +29,6 @@ class WatchSettings(pydantic.BaseModel):
             if len(phrase) > MAX_PHRASE_CHARS // 2:
                 raise ValueError(
                     f"extra refusal phrase longer than {MAX_PHRASE_CHARS // 2} characters: "
-                    f"{phrase[:40]!r}...")
+                    f"{phrase[:40]!r}..."
+                )
         return phrases

@@ -37,17 +37,21 @@ OutcomeKind = Literal["refused", "recovered", "answered"]
 @dataclass(frozen=True)
 class Outcome:
     kind: OutcomeKind
-    onset_token: int | None            # 0-based token index where the refusal begins
+    onset_token: int | None  # 0-based token index where the refusal begins
     released_before_onset: int | None  # tokens the client received before the onset
-    suppressed: bool                   # content before the onset was held back and dropped
+    suppressed: bool  # content before the onset was held back and dropped
     dropped_tokens: int
 
 
 class ChoiceWatch:
     """One per choice. Feed pieces as they arrive; get back the pieces to send to the client now."""
 
-    def __init__(self, detector: IncrementalRefusalClassifier, start_window: int = 5,
-                 hold_back_tokens: int = 0) -> None:
+    def __init__(
+        self,
+        detector: IncrementalRefusalClassifier,
+        start_window: int = 5,
+        hold_back_tokens: int = 0,
+    ) -> None:
         if start_window < 0 or hold_back_tokens < 0:
             raise ValueError("start_window and hold_back_tokens must be >= 0")
         self._scanner = detector.scanner()
@@ -78,8 +82,9 @@ class ChoiceWatch:
         """Add the next piece (`n_tokens` model tokens); return the pieces to release now."""
         return [piece for piece, _ in self.push_tagged(text, n_tokens)]
 
-    def push_tagged(self, text: str, n_tokens: int = 1, tag: object = None,
-                    scan_as: str | None = None) -> list[tuple[str, object]]:
+    def push_tagged(
+        self, text: str, n_tokens: int = 1, tag: object = None, scan_as: str | None = None
+    ) -> list[tuple[str, object]]:
         """`push` for a caller that streams several fields through one watch: each released
         piece comes back with the tag it was pushed with (a cut piece keeps its tag).
         `scan_as`: what the detector reads instead of `text`, same length (e.g. JSON with its
@@ -181,16 +186,16 @@ class ChoiceWatch:
         while self._held:
             text, char_start, _, n, tag = self._held[0]
             if char_start + len(text) <= onset and char_start < onset:
-                self._held.popleft()            # wholly before the onset: never sent
+                self._held.popleft()  # wholly before the onset: never sent
                 self._dropped_tokens += n
                 self.dropped_pieces += 1
                 dropped_text = dropped_text or not text.isspace()
                 continue
-            if char_start < onset:              # the onset falls inside this piece
+            if char_start < onset:  # the onset falls inside this piece
                 self._held.popleft()
-                head = text[:onset - char_start]
+                head = text[: onset - char_start]
                 dropped_text = dropped_text or not head.isspace()
-                released.append((text[onset - char_start:], tag))
+                released.append((text[onset - char_start :], tag))
                 self._released_tokens += n
             break
         # What the client had before this call lies before the onset, unless the onset itself
@@ -205,8 +210,11 @@ class ChoiceWatch:
         # Empty pieces share their offset with the next piece; bisect_right picks the last of
         # them, the one that holds the character.
         i = bisect_right(self._piece_chars, char_offset) - 1
-        start_char, start_token, size = (self._piece_chars[i], self._piece_tokens[i],
-                                         self._piece_sizes[i])
+        start_char, start_token, size = (
+            self._piece_chars[i],
+            self._piece_tokens[i],
+            self._piece_sizes[i],
+        )
         next_char = self._piece_chars[i + 1] if i + 1 < len(self._piece_chars) else self._chars
         width = next_char - start_char
         if size <= 1 or width <= 0:
@@ -217,6 +225,10 @@ class ChoiceWatch:
         if self._onset_token is None:
             return Outcome("answered", None, None, False, 0)
         kind: OutcomeKind = "refused" if self._onset_token < self._start_window else "recovered"
-        return Outcome(kind, self._onset_token, self._released_before_onset, self._suppressed,
-                       self._dropped_tokens)
-
+        return Outcome(
+            kind,
+            self._onset_token,
+            self._released_before_onset,
+            self._suppressed,
+            self._dropped_tokens,
+        )

@@ -4,7 +4,13 @@ from collections import Counter
 import pytest
 from tiny import make_tokenizer
 
-from alignment.augment import pair_example, recovery_example, sample_prefix_length, tokenize_pair, tokenize_triplet
+from alignment.augment import (
+    pair_example,
+    recovery_example,
+    sample_prefix_length,
+    tokenize_pair,
+    tokenize_triplet,
+)
 from alignment.objectives import IGNORE_INDEX
 
 HARMFUL = "Sure, here is how to pick a lock: first insert the tension wrench and rake the pins."
@@ -14,7 +20,9 @@ REFUSAL = "I cannot help with that request because it could hurt people."
 def test_prefix_length_distribution():
     rng = random.Random(7)
     n, length = 40000, 30
-    counts = Counter(sample_prefix_length(rng, length, p_prefix=0.5, max_prefix=100) for _ in range(n))
+    counts = Counter(
+        sample_prefix_length(rng, length, p_prefix=0.5, max_prefix=100) for _ in range(n)
+    )
     zero = counts.pop(0)
     # k = 0 with probability 0.5: binomial, 5 standard deviations
     assert abs(zero - n / 2) < 5 * (n * 0.25) ** 0.5
@@ -63,7 +71,9 @@ def test_rto_labels_put_the_refusal_start_at_every_harmful_position(triplet):
     # labels[t] is predicted from position t-1: from the prompt's end and after each harmful token
     assert ex["labels"][n_prompt : n_prompt + 7] == [first] * 7
     assert ex["labels"][:n_prompt] == [IGNORE_INDEX] * n_prompt
-    assert ex["input_ids"][n_prompt : n_prompt + 6] == t.harmful_ids[:6]  # the input keeps the harmful text
+    assert (
+        ex["input_ids"][n_prompt : n_prompt + 6] == t.harmful_ids[:6]
+    )  # the input keeps the harmful text
     assert ex["labels"][n_prompt + 6 :] == t.refusal.answer_ids + t.refusal.end_ids
 
 
@@ -85,7 +95,10 @@ def test_prefix_shrinks_to_fit_max_length(triplet):
 def test_pair_example_masks_prompt():
     tok = make_tokenizer("gemma")
     ex = pair_example(tokenize_pair(tok, "Write a poem", "The sea and the moon."))
-    assert tok.decode([x for x in ex["labels"] if x != IGNORE_INDEX]) == "The sea and the moon.<end_of_turn>"
+    assert (
+        tok.decode([x for x in ex["labels"] if x != IGNORE_INDEX])
+        == "The sea and the moon.<end_of_turn>"
+    )
 
 
 def test_cautious_example_trains_the_helpful_answer_after_a_hesitant_opening():
@@ -94,12 +107,16 @@ def test_cautious_example_trains_the_helpful_answer_after_a_hesitant_opening():
     from proxy.watch.detector import RefusalDetector
 
     tok = make_tokenizer("chatml")
-    pair = tokenize_pair(tok, "How do I get rid of fruit flies?", "Set a trap of vinegar and dish soap.")
+    pair = tokenize_pair(
+        tok, "How do I get rid of fruit flies?", "Set a trap of vinegar and dish soap."
+    )
     opening = encode_text(tok, CAUTIOUS_OPENINGS[0] + "\n")
     ex = cautious_example(pair, opening)
     trained = tok.decode([x for x in ex["labels"] if x != IGNORE_INDEX])
     assert trained == "Set a trap of vinegar and dish soap.<|im_end|>"
-    assert tok.decode(ex["input_ids"]).count(CAUTIOUS_OPENINGS[0]) == 1  # the opening is context only
+    assert (
+        tok.decode(ex["input_ids"]).count(CAUTIOUS_OPENINGS[0]) == 1
+    )  # the opening is context only
     # Every opening must read as the start of a refusal, or it would teach nothing about recovery.
     detector = RefusalDetector.default()
     assert all(detector.is_refusal(text + " that.") for text in CAUTIOUS_OPENINGS)

@@ -3,7 +3,12 @@ from tiny import TEMPLATES, make_tokenizer
 
 from alignment.chat import ChatTemplateError, encode_turn, end_of_turn_ids
 
-END_TOKEN = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "gemma": "<end_of_turn>", "mistral": "</s>"}
+END_TOKEN = {
+    "chatml": "<|im_end|>",
+    "llama3": "<|eot_id|>",
+    "gemma": "<end_of_turn>",
+    "mistral": "</s>",
+}
 
 
 @pytest.mark.parametrize("family", sorted(TEMPLATES))
@@ -16,7 +21,10 @@ def test_answer_mask_covers_answer_and_end_of_turn_only(family):
     assert "How do I bake bread?" in prompt_text and "Mix flour" not in prompt_text
     # prompt + answer + end is exactly the rendered conversation up to the end-of-turn token
     full = tok.apply_chat_template(
-        [{"role": "user", "content": "How do I bake bread?"}, {"role": "assistant", "content": "Mix flour and water."}],
+        [
+            {"role": "user", "content": "How do I bake bread?"},
+            {"role": "assistant", "content": "Mix flour and water."},
+        ],
         tokenize=False,
     )
     assert full.startswith(tok.decode(turn.prompt_ids + turn.answer_ids + turn.end_ids))

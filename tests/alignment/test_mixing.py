@@ -1,7 +1,5 @@
-import random
 
 import pytest
-import torch
 
 from alignment.mixing import PadCollator, StepMixedDataset, slot_pattern
 from alignment.objectives import IGNORE_INDEX
@@ -9,10 +7,14 @@ from alignment.objectives import IGNORE_INDEX
 
 def _dataset(n_safety=10, n_benign=30, s=2, b=6, epochs=3, seed=0):
     return StepMixedDataset(
-        n_safety, n_benign,
+        n_safety,
+        n_benign,
         build_safety=lambda i, rng: {"kind": "safety", "item": i, "k": rng.randint(0, 10**6)},
         build_benign=lambda i: {"kind": "benign", "item": i},
-        safety_per_step=s, benign_per_step=b, epochs=epochs, seed=seed,
+        safety_per_step=s,
+        benign_per_step=b,
+        epochs=epochs,
+        seed=seed,
     )
 
 
@@ -31,7 +33,11 @@ def test_each_epoch_visits_every_example_of_the_larger_set_once():
     ds = _dataset()
     per_epoch = ds.steps_per_epoch * ds.step_size
     for epoch in range(3):
-        benign = [ds[i]["item"] for i in range(epoch * per_epoch, (epoch + 1) * per_epoch) if ds[i]["kind"] == "benign"]
+        benign = [
+            ds[i]["item"]
+            for i in range(epoch * per_epoch, (epoch + 1) * per_epoch)
+            if ds[i]["kind"] == "benign"
+        ]
         assert sorted(benign) == list(range(30))
 
 
@@ -65,10 +71,20 @@ def test_slot_pattern_spreads_safety_evenly():
 
 def test_collator_pads_and_aligns_reference_logprobs():
     collate = PadCollator(pad_token_id=0, pad_to_multiple_of=4)
-    batch = collate([
-        {"input_ids": [5, 6, 7], "labels": [IGNORE_INDEX, IGNORE_INDEX, 7], "ref_logprobs": [-1.5]},
-        {"input_ids": [5, 6, 7, 8, 9], "labels": [IGNORE_INDEX, 6, 7, IGNORE_INDEX, 9], "ref_logprobs": [-1.0, -2.0, -3.0]},
-    ])
+    batch = collate(
+        [
+            {
+                "input_ids": [5, 6, 7],
+                "labels": [IGNORE_INDEX, IGNORE_INDEX, 7],
+                "ref_logprobs": [-1.5],
+            },
+            {
+                "input_ids": [5, 6, 7, 8, 9],
+                "labels": [IGNORE_INDEX, 6, 7, IGNORE_INDEX, 9],
+                "ref_logprobs": [-1.0, -2.0, -3.0],
+            },
+        ]
+    )
     assert batch["input_ids"].shape == (2, 8)
     assert batch["attention_mask"].sum().item() == 8
     assert batch["ref_logprobs"][0].tolist()[:3] == [0, 0, -1.5]

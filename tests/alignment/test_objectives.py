@@ -17,9 +17,15 @@ from alignment.objectives import (
 
 def _batch(examples, pad_id):
     width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.tensor([e["input_ids"] + [pad_id] * (width - len(e["input_ids"])) for e in examples])
-    labels = torch.tensor([e["labels"] + [IGNORE_INDEX] * (width - len(e["labels"])) for e in examples])
-    mask = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in examples])
+    ids = torch.tensor(
+        [e["input_ids"] + [pad_id] * (width - len(e["input_ids"])) for e in examples]
+    )
+    labels = torch.tensor(
+        [e["labels"] + [IGNORE_INDEX] * (width - len(e["labels"])) for e in examples]
+    )
+    mask = torch.tensor(
+        [[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in examples]
+    )
     return ids, labels, mask
 
 
@@ -30,7 +36,12 @@ def setup():
     examples = [
         pair_example(tokenize_pair(tok, "How do I bake bread?", "Mix flour, water and yeast.")),
         recovery_example(
-            tokenize_triplet(tok, "Pick a lock", "Sure, here is how to pick a lock: insert the wrench", "I cannot help with that."),
+            tokenize_triplet(
+                tok,
+                "Pick a lock",
+                "Sure, here is how to pick a lock: insert the wrench",
+                "I cannot help with that.",
+            ),
             k=5,
         ),
     ]
@@ -41,7 +52,11 @@ def setup():
 def test_sft_loss_is_mean_cross_entropy_over_answer_tokens(setup):
     _, model, ids, labels, mask = setup
     logits = model(input_ids=ids, attention_mask=mask).logits
-    expected = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX)
+    expected = F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]),
+        labels[:, 1:].reshape(-1),
+        ignore_index=IGNORE_INDEX,
+    )
     assert torch.allclose(sft_loss(logits, labels), expected, atol=1e-5)
 
 
@@ -87,7 +102,9 @@ def test_constrained_loss_matches_the_paper_formula(setup):
     logits = model(input_ids=ids, attention_mask=mask).logits
     torch.manual_seed(1)
     ref = torch.randn(labels.shape) - 3.0
-    assert torch.allclose(constrained_loss(logits, labels, ref), _paper_loss(logits, labels, ref), atol=1e-5)
+    assert torch.allclose(
+        constrained_loss(logits, labels, ref), _paper_loss(logits, labels, ref), atol=1e-5
+    )
 
 
 def test_constrained_gradient_equals_cross_entropy_at_initialisation(setup):

@@ -10,11 +10,22 @@ from alignment.models import export_model
 from alignment.train import TrainConfig, train
 
 TRIPLETS = [
-    {"prompt": f"Pick lock number {i}", "harmful": "Sure, here is how to pick a lock: first insert the tension wrench",
-     "refusal": "I cannot help with that request because it could hurt people.", "category": "crime", "source": "test"}
+    {
+        "prompt": f"Pick lock number {i}",
+        "harmful": "Sure, here is how to pick a lock: first insert the tension wrench",
+        "refusal": "I cannot help with that request because it could hurt people.",
+        "category": "crime",
+        "source": "test",
+    }
     for i in range(4)
 ]
-PAIRS = [{"prompt": f"Write poem {i} about the sea", "response": "The sea and the moon over quiet water."} for i in range(8)]
+PAIRS = [
+    {
+        "prompt": f"Write poem {i} about the sea",
+        "response": "The sea and the moon over quiet water.",
+    }
+    for i in range(8)
+]
 
 
 @pytest.fixture
@@ -30,9 +41,17 @@ def test_train_runs_logs_losses_and_changes_weights(data, objective):
     model = make_model(tok)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     config = TrainConfig(
-        output_dir=str(data / "run"), objective=objective, triplets=str(data / "triplets.jsonl"),
-        pairs=str(data / "benign.jsonl"), epochs=2, learning_rate=1e-2, safety_per_step=2, benign_per_step=2,
-        micro_batch=2, bf16=True, save_steps=100,
+        output_dir=str(data / "run"),
+        objective=objective,
+        triplets=str(data / "triplets.jsonl"),
+        pairs=str(data / "benign.jsonl"),
+        epochs=2,
+        learning_rate=1e-2,
+        safety_per_step=2,
+        benign_per_step=2,
+        micro_batch=2,
+        bf16=True,
+        save_steps=100,
     )
     summary = train(config, model=model, tokenizer=tok)
     assert summary["optimizer_steps"] == 8  # 8 pairs / 2 per step = 4 steps per epoch, 2 epochs
@@ -45,9 +64,19 @@ def test_train_runs_logs_losses_and_changes_weights(data, objective):
 
 def test_lora_run_saves_a_merged_model(data):
     tok = make_tokenizer("chatml")
-    config = TrainConfig(output_dir=str(data / "lora"), objective="sft", triplets=str(data / "triplets.jsonl"),
-                         pairs=str(data / "benign.jsonl"), epochs=1, max_steps=1, safety_per_step=2, benign_per_step=2,
-                         micro_batch=4, bf16=False, lora_r=4)
+    config = TrainConfig(
+        output_dir=str(data / "lora"),
+        objective="sft",
+        triplets=str(data / "triplets.jsonl"),
+        pairs=str(data / "benign.jsonl"),
+        epochs=1,
+        max_steps=1,
+        safety_per_step=2,
+        benign_per_step=2,
+        micro_batch=4,
+        bf16=False,
+        lora_r=4,
+    )
     train(config, model=make_model(tok), tokenizer=tok)
     reloaded = AutoModelForCausalLM.from_pretrained(data / "lora" / "model")
     assert not any("lora" in name for name in reloaded.state_dict())
@@ -55,8 +84,14 @@ def test_lora_run_saves_a_merged_model(data):
 
 def test_step_size_must_split_into_micro_batches(data):
     tok = make_tokenizer("chatml")
-    config = TrainConfig(output_dir=str(data / "bad"), triplets=str(data / "triplets.jsonl"), pairs=str(data / "benign.jsonl"),
-                         safety_per_step=1, benign_per_step=2, micro_batch=2)
+    config = TrainConfig(
+        output_dir=str(data / "bad"),
+        triplets=str(data / "triplets.jsonl"),
+        pairs=str(data / "benign.jsonl"),
+        safety_per_step=1,
+        benign_per_step=2,
+        micro_batch=2,
+    )
     with pytest.raises(ValueError, match="multiple of micro_batch"):
         train(config, model=make_model(tok), tokenizer=tok)
 
@@ -70,19 +105,34 @@ def test_unknown_objective_is_rejected(data):
 def test_export_reload_gives_same_logits(tmp_path, family):
     tok = make_tokenizer(family)
     model = make_model(tok)
-    out = export_model(model, tok, tmp_path / "export", card_text="# test card\n", summary={"objective": "sft"})
+    out = export_model(
+        model, tok, tmp_path / "export", card_text="# test card\n", summary={"objective": "sft"}
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"]
-    assert json.loads((out / "tokenizer_config.json").read_text())["chat_template"] == tok.chat_template
+    assert (
+        json.loads((out / "tokenizer_config.json").read_text())["chat_template"]
+        == tok.chat_template
+    )
     assert list(out.glob("*.safetensors"))
     reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
     reloaded_tok = AutoTokenizer.from_pretrained(out)
-    ids = torch.tensor([reloaded_tok.apply_chat_template([{"role": "user", "content": "hello there"}],
-                                                         add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]])
+    ids = torch.tensor(
+        [
+            reloaded_tok.apply_chat_template(
+                [{"role": "user", "content": "hello there"}],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+            )["input_ids"]
+        ]
+    )
     with torch.no_grad():
         assert torch.equal(model(ids).logits, reloaded(ids).logits)
     gen = json.loads((out / "generation_config.json").read_text())
-    assert tok.eos_token_id in ([gen["eos_token_id"]] if isinstance(gen["eos_token_id"], int) else gen["eos_token_id"])
+    assert tok.eos_token_id in (
+        [gen["eos_token_id"]] if isinstance(gen["eos_token_id"], int) else gen["eos_token_id"]
+    )
 
 
 def test_p_cautious_puts_openings_before_some_benign_answers(data):
@@ -93,17 +143,28 @@ def test_p_cautious_puts_openings_before_some_benign_answers(data):
     tok = make_tokenizer("chatml")
 
     def openings_seen(p: float) -> int:
-        config = TrainConfig(output_dir=str(data / "run"), triplets=str(data / "triplets.jsonl"),
-                             pairs=str(data / "benign.jsonl"), epochs=4, safety_per_step=2, benign_per_step=2,
-                             micro_batch=2, p_cautious=p)
+        config = TrainConfig(
+            output_dir=str(data / "run"),
+            triplets=str(data / "triplets.jsonl"),
+            pairs=str(data / "benign.jsonl"),
+            epochs=4,
+            safety_per_step=2,
+            benign_per_step=2,
+            micro_batch=2,
+            p_cautious=p,
+        )
         dataset, _ = build_dataset(config, tok)
         seen = 0
         for i in range(len(dataset)):
             ex = dataset[i]
-            context = tok.decode([t for t, y in zip(ex["input_ids"], ex["labels"]) if y == IGNORE_INDEX])
+            context = tok.decode(
+                [t for t, y in zip(ex["input_ids"], ex["labels"]) if y == IGNORE_INDEX]
+            )
             if "sea" in context and any(o in context for o in CAUTIOUS_OPENINGS):
                 seen += 1
-                assert tok.decode([y for y in ex["labels"] if y != IGNORE_INDEX]).startswith("The sea and the moon")
+                assert tok.decode([y for y in ex["labels"] if y != IGNORE_INDEX]).startswith(
+                    "The sea and the moon"
+                )
         return seen
 
     assert openings_seen(0.0) == 0

@@ -9,8 +9,20 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 CONTROL_TOKENS = [
-    "<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "<|start_header_id|>",
-    "<|end_header_id|>", "<|eot_id|>", "<bos>", "<start_of_turn>", "<end_of_turn>", "[INST]", "[/INST]",
+    "<pad>",
+    "<s>",
+    "</s>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<bos>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "[INST]",
+    "[/INST]",
 ]
 
 # Templates written for these tests in the style of each family (not copied from any model).
@@ -58,7 +70,9 @@ def _base_tokenizer() -> Tokenizer:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=420, special_tokens=CONTROL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=420,
+        special_tokens=CONTROL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(CORPUS, trainer)
     return tok
@@ -67,7 +81,10 @@ def _base_tokenizer() -> Tokenizer:
 def make_tokenizer(family: str = "chatml") -> PreTrainedTokenizerFast:
     bos, eos = SPECIALS[family]
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=_base_tokenizer(), bos_token=bos, eos_token=eos, pad_token="<pad>",
+        tokenizer_object=_base_tokenizer(),
+        bos_token=bos,
+        eos_token=eos,
+        pad_token="<pad>",
         additional_special_tokens=[t for t in CONTROL_TOKENS if t not in (bos, eos, "<pad>")],
     )
     tok.chat_template = TEMPLATES[family]
@@ -77,9 +94,16 @@ def make_tokenizer(family: str = "chatml") -> PreTrainedTokenizerFast:
 def make_model(tokenizer, seed: int = 0, layers: int = 2) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,
     )
     return LlamaForCausalLM(config).eval()

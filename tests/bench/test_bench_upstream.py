@@ -21,10 +21,24 @@ PIECES, INTERVAL_MS = 6, 40
 @pytest.fixture(scope="module")
 def bench_upstream(tmp_path_factory):
     port, paced_port = free_port(), free_port()
-    server = start([sys.executable, str(ROOT / "bench" / "proxy_bench_upstream.py"), "--port", str(port),
-                    "--pieces", str(PIECES), "--paced-port", str(paced_port),
-                    "--token-interval-ms", str(INTERVAL_MS)],
-                   port, "/health", tmp_path_factory.mktemp("bench-upstream"), "bench-upstream")
+    server = start(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "proxy_bench_upstream.py"),
+            "--port",
+            str(port),
+            "--pieces",
+            str(PIECES),
+            "--paced-port",
+            str(paced_port),
+            "--token-interval-ms",
+            str(INTERVAL_MS),
+        ],
+        port,
+        "/health",
+        tmp_path_factory.mktemp("bench-upstream"),
+        "bench-upstream",
+    )
     yield server.url, f"http://127.0.0.1:{paced_port}"
     server.stop()
 
@@ -32,8 +46,9 @@ def bench_upstream(tmp_path_factory):
 def stream(base_url: str) -> tuple[list[str], list[float], str | None]:
     client = openai.OpenAI(base_url=base_url + "/v1", api_key="EMPTY", max_retries=0)
     contents, arrivals, finish = [], [], None
-    for chunk in client.chat.completions.create(model="stub-model", stream=True,
-                                                messages=[{"role": "user", "content": "hi"}]):
+    for chunk in client.chat.completions.create(
+        model="stub-model", stream=True, messages=[{"role": "user", "content": "hi"}]
+    ):
         choice = chunk.choices[0]
         if choice.delta.content:
             contents.append(choice.delta.content)
@@ -50,4 +65,3 @@ def test_paced_port_streams_the_same_answer_one_step_per_chunk(bench_upstream):
     assert paced_finish == instant_finish == "stop"
     # PIECES content chunks are PIECES - 1 intervals apart, first to last.
     assert arrivals[-1] - arrivals[0] >= (PIECES - 1) * INTERVAL_MS / 1000 * 0.9
-

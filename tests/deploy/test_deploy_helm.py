@@ -11,10 +11,20 @@ import yaml
 from tests.deploy.tooling import CHART, RULES_FILE, missing, risky_hits, run, tool
 
 KUBERNETES_VERSION = "1.30.0"
-CLIENT_KEY = ["--set", "secret.clientApiKeys[0].key=sk-client-0123456789",
-              "--set", "secret.clientApiKeys[0].name=app"]
-FULL = CLIENT_KEY + ["--set", "train.enabled=true", "--set", "vllm.tensorParallelSize=2",
-                     "--set", "vllm.pipelineParallelSize=2"]
+CLIENT_KEY = [
+    "--set",
+    "secret.clientApiKeys[0].key=sk-client-0123456789",
+    "--set",
+    "secret.clientApiKeys[0].name=app",
+]
+FULL = CLIENT_KEY + [
+    "--set",
+    "train.enabled=true",
+    "--set",
+    "vllm.tensorParallelSize=2",
+    "--set",
+    "vllm.pipelineParallelSize=2",
+]
 
 
 def render(*args: str) -> list[dict]:
@@ -54,12 +64,20 @@ def test_rendered_core_manifests_pass_the_kubernetes_schema():
             continue  # CRDs: checked below against what they carry
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
         kinds.add(doc["kind"])
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy", "Secret",
-            "ConfigMap", "Job"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "Secret",
+        "ConfigMap",
+        "Job",
+    } <= kinds
 
 
 def test_the_schema_validator_rejects_a_broken_manifest():
     import kubernetes_validate
+
     broken = yaml.safe_load(yaml.safe_dump(one("Deployment", "-proxy")))
     broken["spec"]["replicas"] = "two"
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -104,8 +122,11 @@ def test_vllm_deployment_gpus_parallelism_key_and_no_risky_flag():
 
 def test_risky_extra_args_are_visible_to_the_check():
     docs = render(*CLIENT_KEY, "--set", "vllm.extraArgs[0]=--trust-request-chat-template")
-    vllm = container(next(d for d in docs if d["kind"] == "Deployment"
-                          and d["metadata"]["name"].endswith("-vllm")))
+    vllm = container(
+        next(
+            d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-vllm")
+        )
+    )
     assert risky_hits(vllm["args"], set()) == ["--trust-request-chat-template"]
 
 
@@ -130,11 +151,17 @@ def test_service_monitor_selects_the_proxy_and_vllm_services():
     monitor = one("ServiceMonitor")
     wanted = monitor["spec"]["selector"]
     values = wanted["matchExpressions"][0]["values"]
-    selected = [s for s in full() if s["kind"] == "Service"
-                and wanted["matchLabels"].items() <= s["metadata"]["labels"].items()
-                and s["metadata"]["labels"]["app.kubernetes.io/component"] in values]
-    assert sorted(s["metadata"]["name"] for s in selected) == ["guard-deepguard-proxy",
-                                                              "guard-deepguard-vllm"]
+    selected = [
+        s
+        for s in full()
+        if s["kind"] == "Service"
+        and wanted["matchLabels"].items() <= s["metadata"]["labels"].items()
+        and s["metadata"]["labels"]["app.kubernetes.io/component"] in values
+    ]
+    assert sorted(s["metadata"]["name"] for s in selected) == [
+        "guard-deepguard-proxy",
+        "guard-deepguard-vllm",
+    ]
     port = monitor["spec"]["endpoints"][0]["port"]
     assert all(any(p["name"] == port for p in s["spec"]["ports"]) for s in selected)
 
@@ -153,6 +180,7 @@ def test_training_job_runs_accelerate_launch_on_several_gpus():
 
 def test_grafana_dashboard_configmap_holds_the_dashboard():
     from tests.deploy.tooling import DASHBOARD_FILE
+
     cm = one("ConfigMap", "-dashboard")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert cm["data"]["deepguard-dashboard.json"].strip() == DASHBOARD_FILE.read_text().strip()

@@ -15,8 +15,15 @@ import yaml
 from prometheus_client import generate_latest
 
 from proxy.metrics import Metrics
-from tests.deploy.tooling import (DASHBOARD_FILE, DEPLOY, METRIC_TOKEN, ROOT, RULES_FILE,
-                                  list_file_names, missing)
+from tests.deploy.tooling import (
+    DASHBOARD_FILE,
+    DEPLOY,
+    METRIC_TOKEN,
+    ROOT,
+    RULES_FILE,
+    list_file_names,
+    missing,
+)
 
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 PROMETHEUS_BUILTINS = {"up"}
@@ -39,8 +46,11 @@ def proxy_metrics_output() -> str:
 
 
 def sample_names(exposition: str) -> set[str]:
-    return {line.split("{")[0].split(" ")[0] for line in exposition.splitlines()
-            if line and not line.startswith("#")}
+    return {
+        line.split("{")[0].split(" ")[0]
+        for line in exposition.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
 def expressions() -> dict[str, str]:
@@ -62,8 +72,11 @@ def expressions() -> dict[str, str]:
 def used_names(expr: str) -> set[str]:
     # Drop label matchers and strings first so label values are not read as names.
     bare = re.sub(r'\{[^}]*\}|"[^"]*"', " ", expr)
-    return {t for t in METRIC_TOKEN.findall(bare)
-            if t.startswith(OWN_PREFIXES) or t in PROMETHEUS_BUILTINS}
+    return {
+        t
+        for t in METRIC_TOKEN.findall(bare)
+        if t.startswith(OWN_PREFIXES) or t in PROMETHEUS_BUILTINS
+    }
 
 
 def exists(name: str, proxy_names: set[str], vllm_names: set[str], recorded: set[str]) -> bool:
@@ -87,7 +100,9 @@ def installed_vllm_metrics() -> dict[str, str]:
     for source in sources:
         text = source.read_text()
         # `self._gauge_cls(name="vllm:...")`, `self._counter_cls(...)`, `self._histogram_cls(...)`
-        for kind, name in re.findall(r"_(gauge|counter|histogram)_cls\(\s*name=\"(vllm:[a-z0-9_:]+)\"", text):
+        for kind, name in re.findall(
+            r"_(gauge|counter|histogram)_cls\(\s*name=\"(vllm:[a-z0-9_:]+)\"", text
+        ):
             defined[name] = kind
     return defined
 
@@ -101,8 +116,12 @@ def test_proxy_exposition_has_the_documented_names():
 def test_every_metric_used_by_dashboard_and_rules_exists():
     proxy_names = sample_names(proxy_metrics_output())
     vllm_names = list_file_names(DEPLOY / "vllm-metrics.txt")
-    recorded = {rule["record"] for g in yaml.safe_load(RULES_FILE.read_text())["groups"]
-                for rule in g["rules"] if "record" in rule}
+    recorded = {
+        rule["record"]
+        for g in yaml.safe_load(RULES_FILE.read_text())["groups"]
+        for rule in g["rules"]
+        if "record" in rule
+    }
     unknown = {}
     for where, expr in expressions().items():
         for name in used_names(expr):
@@ -115,17 +134,25 @@ def test_the_checker_rejects_a_renamed_metric():
     # Guard against a checker that accepts everything.
     proxy_names = sample_names(proxy_metrics_output())
     # The retired local engine's names, and vLLM's pre-0.11 inter-token name, must not pass.
-    for bogus in ("deepguard_policy_rejection_total", "vllm:time_to_first_token",
-                  "deepguard_engine_time_to_first_token_seconds_bucket",
-                  "vllm:time_per_output_token_seconds_bucket", "deepguard:not_recorded"):
-        assert not exists(bogus, proxy_names, list_file_names(DEPLOY / "vllm-metrics.txt"),
-                          set()), bogus
+    for bogus in (
+        "deepguard_policy_rejection_total",
+        "vllm:time_to_first_token",
+        "deepguard_engine_time_to_first_token_seconds_bucket",
+        "vllm:time_per_output_token_seconds_bucket",
+        "deepguard:not_recorded",
+    ):
+        assert not exists(
+            bogus, proxy_names, list_file_names(DEPLOY / "vllm-metrics.txt"), set()
+        ), bogus
 
 
 def test_dashboard_shows_proxy_ttft_beside_vllm_ttft_in_one_panel():
     dashboard = json.loads(DASHBOARD_FILE.read_text())
-    ttft = [p for p in dashboard["panels"]
-            if any("deepguard_time_to_first_token_seconds" in t["expr"] for t in p.get("targets", []))]
+    ttft = [
+        p
+        for p in dashboard["panels"]
+        if any("deepguard_time_to_first_token_seconds" in t["expr"] for t in p.get("targets", []))
+    ]
     assert ttft and any("vllm:time_to_first_token_seconds" in t["expr"] for t in ttft[0]["targets"])
 
 
@@ -140,7 +167,9 @@ def test_vllm_metric_list_matches_the_installed_vllm():
     for name, kind in listed.items():
         # prometheus-client exposes a counter registered as `x` under `x_total`.
         base = name.removesuffix("_total") if kind == "counter" else name
-        assert defined.get(base) == kind, f"{name} ({kind}): the installed vLLM defines {defined.get(base)}"
+        assert defined.get(base) == kind, (
+            f"{name} ({kind}): the installed vLLM defines {defined.get(base)}"
+        )
 
 
 def test_dashboard_shows_vllm_inter_token_latency_beside_the_proxys_ttft_and_overhead():
@@ -163,8 +192,19 @@ def test_dashboard_shows_vllm_inter_token_latency_beside_the_proxys_ttft_and_ove
 
 def test_nothing_in_deploy_uses_the_retired_engine():
     for path in [*DEPLOY.rglob("*"), ROOT / "docs" / "deploy.md"]:
-        if path.is_file() and path.suffix in (".yaml", ".yml", ".json", ".py", ".txt", ".md", ".tpl",
-                                              ".sh", ".Dockerfile", ".dockerignore", ""):
+        if path.is_file() and path.suffix in (
+            ".yaml",
+            ".yml",
+            ".json",
+            ".py",
+            ".txt",
+            ".md",
+            ".tpl",
+            ".sh",
+            ".Dockerfile",
+            ".dockerignore",
+            "",
+        ):
             text = path.read_text(errors="replace")
             assert "deepguard_engine_" not in text, path
             for retired in ("deepguard engine", "local engine", "engine.Dockerfile"):

@@ -19,12 +19,21 @@ def test_promtool_rule_unit_tests_fire_every_alert():
 def test_every_alert_has_a_unit_test_that_expects_it_to_fire():
     rules = yaml.safe_load(RULES_FILE.read_text())
     alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
-    assert {"DeepguardRejectionRateSpike", "DeepguardRecoveredShareRise",
-            "DeepguardUpstreamErrorRate", "DeepguardProxyOverheadHigh",
-            "DeepguardUpstreamDown", "DeepguardUpstreamRestarted"} <= alerts
+    assert {
+        "DeepguardRejectionRateSpike",
+        "DeepguardRecoveredShareRise",
+        "DeepguardUpstreamErrorRate",
+        "DeepguardProxyOverheadHigh",
+        "DeepguardUpstreamDown",
+        "DeepguardUpstreamRestarted",
+    } <= alerts
     tests = yaml.safe_load(RULE_TESTS_FILE.read_text())["tests"]
-    fired = {case["alertname"] for t in tests for case in t.get("alert_rule_test", [])
-             if case["exp_alerts"]}
+    fired = {
+        case["alertname"]
+        for t in tests
+        for case in t.get("alert_rule_test", [])
+        if case["exp_alerts"]
+    }
     assert alerts == fired, f"alerts without a firing test: {sorted(alerts - fired)}"
 
 
@@ -39,8 +48,12 @@ def test_every_alert_says_what_happened_and_how_bad():
 
 def test_restart_alert_watches_the_supervisors_counter():
     rules = yaml.safe_load(RULES_FILE.read_text())
-    alert = next(r for g in rules["groups"] for r in g["rules"]
-                 if r.get("alert") == "DeepguardUpstreamRestarted")
+    alert = next(
+        r
+        for g in rules["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "DeepguardUpstreamRestarted"
+    )
     assert "increase(deepguard_upstream_restarts_total[" in alert["expr"]
     # The first restart creates the series at 1: the rule must see new series, not only increases.
     assert "unless deepguard_upstream_restarts_total offset" in alert["expr"]

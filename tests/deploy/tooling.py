@@ -58,8 +58,9 @@ def compose_schema() -> Path:
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     """Run a tool; on failure the assertion shows its whole output."""
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kwargs)
-    assert result.returncode == 0, (f"{' '.join(map(str, cmd))} exited {result.returncode}\n"
-                                    f"{result.stdout}\n{result.stderr}")
+    assert result.returncode == 0, (
+        f"{' '.join(map(str, cmd))} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    )
     return result
 
 

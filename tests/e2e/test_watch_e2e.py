@@ -31,12 +31,14 @@ def ask(proxy, stub_upstream, pieces, stream: bool, token_ids=None):
     client = proxy.client()
     messages = [{"role": "user", "content": user}]
     if not stream:
-        raw = client.chat.completions.with_raw_response.create(model="stub-model",
-                                                               messages=messages)
+        raw = client.chat.completions.with_raw_response.create(
+            model="stub-model", messages=messages
+        )
         choice = raw.parse().choices[0]
         return [choice.message.content], choice.finish_reason, raw.headers
     with client.chat.completions.with_streaming_response.create(
-            model="stub-model", messages=messages, stream=True) as raw:
+        model="stub-model", messages=messages, stream=True
+    ) as raw:
         pieces_out, finish = [], None
         for chunk in raw.parse():
             for choice in chunk.choices:
@@ -80,16 +82,26 @@ def test_recovered_answer_observed_with_w0(start_proxy, stub_upstream, stream):
     got, finish, headers = ask(proxy, stub_upstream, HARMFUL_START + REFUSAL, stream)
     assert "".join(got) == "".join(HARMFUL_START + REFUSAL)
     if stream:
-        assert got == HARMFUL_START + REFUSAL          # one chunk per token, nothing merged
+        assert got == HARMFUL_START + REFUSAL  # one chunk per token, nothing merged
     assert finish == "stop"
     assert "x-deepguard-recovery" not in headers
     assert watch_metrics(proxy) == {
-        "refused": 0, "recovered": 1, "answered": 0, "onset_count": 1, "onset_sum": 10,
-        "released_count": 1, "released_sum": 10, "suppressed": 0}
+        "refused": 0,
+        "recovered": 1,
+        "answered": 0,
+        "onset_count": 1,
+        "onset_sum": 10,
+        "released_count": 1,
+        "released_sum": 10,
+        "suppressed": 0,
+    }
     [record] = recovery_log_records(proxy)
     assert record["request_id"] == headers["x-request-id"]
     assert (record["onset_token"], record["released_before_onset"], record["action"]) == (
-        10, 10, "observed")
+        10,
+        10,
+        "observed",
+    )
     assert "answer_text" not in record and "Sure, here" not in proxy.server.log()
 
 
@@ -97,14 +109,21 @@ def test_recovered_answer_observed_with_w0(start_proxy, stub_upstream, stream):
 def test_recovered_answer_suppressed_with_hold_back(start_proxy, stub_upstream, stream):
     proxy = proxy_for(start_proxy, stub_upstream, WINDOW)
     got, finish, headers = ask(proxy, stub_upstream, HARMFUL_START + REFUSAL, stream)
-    assert "".join(got) == REFUSAL_TEXT                 # the harmful start never left the proxy
+    assert "".join(got) == REFUSAL_TEXT  # the harmful start never left the proxy
     if stream:
         assert got == ["I"] + REFUSAL[1:]
     assert finish == "stop"
     assert headers["x-deepguard-recovery"] == "suppressed"
     assert watch_metrics(proxy) == {
-        "refused": 0, "recovered": 1, "answered": 0, "onset_count": 1, "onset_sum": 10,
-        "released_count": 1, "released_sum": 0, "suppressed": 1}
+        "refused": 0,
+        "recovered": 1,
+        "answered": 0,
+        "onset_count": 1,
+        "onset_sum": 10,
+        "released_count": 1,
+        "released_sum": 0,
+        "suppressed": 1,
+    }
     [record] = recovery_log_records(proxy)
     assert (record["dropped_tokens"], record["action"]) == (10, "suppressed")
 
@@ -122,8 +141,15 @@ def test_answered_and_refused_pass_unchanged(start_proxy, stub_upstream, window,
         assert answered == ANSWER and refused == refusal
     assert "x-deepguard-recovery" not in headers and "x-deepguard-recovery" not in refused_headers
     assert watch_metrics(proxy) == {
-        "refused": 1, "recovered": 0, "answered": 1, "onset_count": 1, "onset_sum": 0,
-        "released_count": 0, "released_sum": 0, "suppressed": 0}
+        "refused": 1,
+        "recovered": 0,
+        "answered": 1,
+        "onset_count": 1,
+        "onset_sum": 0,
+        "released_count": 0,
+        "released_sum": 0,
+        "suppressed": 0,
+    }
     assert recovery_log_records(proxy) == []
 
 

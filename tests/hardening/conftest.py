@@ -17,13 +17,23 @@ from tests.support.processes import deepguard_cmd, free_port, start
 STUB_MODEL = "stub-model"
 
 
-def launch_proxy(upstream_url: str, log_dir: Path, env: dict[str, str] | None = None
-                 ) -> ProxyHandle:
+def launch_proxy(
+    upstream_url: str, log_dir: Path, env: dict[str, str] | None = None
+) -> ProxyHandle:
     """A `deepguard serve` process, started the way the `start_proxy` fixture does."""
     port = free_port()
     cmd = deepguard_cmd() + ["serve", "--upstream", upstream_url, "--port", str(port)]
-    return ProxyHandle(start(cmd, port, "/healthz", log_dir, "proxy",
-                             {"DEEPGUARD_MODEL": STUB_MODEL, **(env or {})}, 60.0))
+    return ProxyHandle(
+        start(
+            cmd,
+            port,
+            "/healthz",
+            log_dir,
+            "proxy",
+            {"DEEPGUARD_MODEL": STUB_MODEL, **(env or {})},
+            60.0,
+        )
+    )
 
 
 def open_sockets(pid: int) -> int:
@@ -49,8 +59,22 @@ def rss_mib(pid: int) -> float:
 def quiet_stub(log_dir):
     """The scripted stub without request recording (memory stays flat under many requests)."""
     port = free_port()
-    server = start([sys.executable, "-m", "tests.support.stub_upstream", "--port", str(port),
-                    "--pieces", "4", "--no-record"], port, "/health", log_dir, "quiet-stub")
+    server = start(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.stub_upstream",
+            "--port",
+            str(port),
+            "--pieces",
+            "4",
+            "--no-record",
+        ],
+        port,
+        "/health",
+        log_dir,
+        "quiet-stub",
+    )
     yield StubHandle(server)
     server.stop()
 

@@ -16,8 +16,9 @@ import socket
 import threading
 import time
 
-SSE_HEADERS = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-               b"transfer-encoding: chunked\r\n\r\n")
+SSE_HEADERS = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+)
 
 
 def http_chunk(data: bytes) -> bytes:
@@ -31,13 +32,19 @@ def sse_event(obj: dict | str) -> bytes:
 
 def content_chunk(text: str, first: bool = False) -> dict:
     delta = {"role": "assistant", "content": ""} if first else {"content": text}
-    chunk = {"id": "chatcmpl-raw", "object": "chat.completion.chunk", "created": 0,
-             "model": "stub-model",
-             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]}
+    chunk = {
+        "id": "chatcmpl-raw",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "stub-model",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}],
+    }
     if first:
-        chunk["prompt_text"] = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
-                                "trained by Hugging Face<|im_end|>\n<|im_start|>user\nhi"
-                                "<|im_end|>\n<|im_start|>assistant\n")
+        chunk["prompt_text"] = (
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
+            "trained by Hugging Face<|im_end|>\n<|im_start|>user\nhi"
+            "<|im_end|>\n<|im_start|>assistant\n"
+        )
     return chunk
 
 
@@ -71,8 +78,9 @@ class RawUpstream:
                 return
             with self._lock:
                 self.connections_open += 1
-            threading.Thread(target=self._serve, args=(conn, list(self.script)),
-                             daemon=True).start()
+            threading.Thread(
+                target=self._serve, args=(conn, list(self.script)), daemon=True
+            ).start()
 
     def _serve(self, conn: socket.socket, script: list) -> None:
         try:
@@ -127,5 +135,5 @@ class RawUpstream:
             try:
                 if conn.recv(1024) == b"":
                     raise ConnectionResetError("peer closed")
-            except socket.timeout:
+            except TimeoutError:
                 continue

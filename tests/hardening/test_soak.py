@@ -20,9 +20,9 @@ import time
 import httpx
 import pytest
 
-from tests.support.prom import parse_samples
 from tests.hardening.conftest import launch_proxy, rss_mib
 from tests.support.processes import ROOT
+from tests.support.prom import parse_samples
 
 SOAK_SECONDS = float(os.environ.get("DEEPGUARD_SOAK_SECONDS", "15"))
 STREAMS = int(os.environ.get("DEEPGUARD_SOAK_STREAMS", "256"))
@@ -33,32 +33,57 @@ ROUTE = "/v1/chat/completions"
 def soak_proxy(quiet_stub, log_dir):
     # One client opens every stream here: lift the per-key concurrency limit (half the upstream
     # connections by default) above the stream count; the soak measures the proxy, not the limit.
-    proxy = launch_proxy(quiet_stub.url, log_dir, {
-        "DEEPGUARD_SERVER_LOG_LEVEL": "warning",
-        "DEEPGUARD_AUTH_MAX_CONCURRENT_PER_KEY": str(2 * STREAMS)})
+    proxy = launch_proxy(
+        quiet_stub.url,
+        log_dir,
+        {
+            "DEEPGUARD_SERVER_LOG_LEVEL": "warning",
+            "DEEPGUARD_AUTH_MAX_CONCURRENT_PER_KEY": str(2 * STREAMS),
+        },
+    )
     yield proxy
     proxy.stop()
 
 
 def requests_counted(proxy, status: str | None = None) -> float:
     """Sum of deepguard_requests_total over the chat route (one status, or all of them)."""
-    return sum(value for name, labels, value in parse_samples(proxy.metrics_text())
-               if name == "deepguard_requests_total" and labels.get("route") == ROUTE
-               and status in (None, labels.get("status")))
+    return sum(
+        value
+        for name, labels, value in parse_samples(proxy.metrics_text())
+        if name == "deepguard_requests_total"
+        and labels.get("route") == ROUTE
+        and status in (None, labels.get("status"))
+    )
 
 
 def run_load(proxy, seconds: float, out) -> dict:
-    subprocess.run([sys.executable, str(ROOT / "bench" / "proxy_bench_load.py"),
-                    "--url", proxy.url + ROUTE, "--stream", "--concurrency", str(STREAMS),
-                    "--duration", str(seconds), "--out", str(out)],
-                   check=True, timeout=seconds + 120)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "proxy_bench_load.py"),
+            "--url",
+            proxy.url + ROUTE,
+            "--stream",
+            "--concurrency",
+            str(STREAMS),
+            "--duration",
+            str(seconds),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        timeout=seconds + 120,
+    )
     return json.loads(out.read_text())
 
 
 def test_soak_256_streams_no_failures_flat_memory_exact_metrics(soak_proxy, quiet_stub, tmp_path):
     pid = soak_proxy.server.proc.pid
-    body = {"model": "stub-model", "stream": True,
-            "messages": [{"role": "user", "content": "warm up"}]}
+    body = {
+        "model": "stub-model",
+        "stream": True,
+        "messages": [{"role": "user", "content": "warm up"}],
+    }
     for _ in range(20):  # imports, pools and caches settle before the baseline
         httpx.post(soak_proxy.url + ROUTE, json=body, timeout=30).raise_for_status()
     rss_start = rss_mib(pid)
@@ -74,10 +99,12 @@ def test_soak_256_streams_no_failures_flat_memory_exact_metrics(soak_proxy, quie
     rss_end = rss_mib(pid)
     elapsed = time.monotonic() - started
     sent = first["sent"] + second["sent"]
-    print(f"\nsoak: {STREAMS} streams, {elapsed:.1f}s, {sent} requests ({sent / elapsed:.0f}/s), "
-          f"statuses {first['statuses']} + {second['statuses']}, "
-          f"errors {first['errors']} + {second['errors']}, "
-          f"RSS start {rss_start:.1f} MiB, after half {rss_mid:.1f} MiB, end {rss_end:.1f} MiB")
+    print(
+        f"\nsoak: {STREAMS} streams, {elapsed:.1f}s, {sent} requests ({sent / elapsed:.0f}/s), "
+        f"statuses {first['statuses']} + {second['statuses']}, "
+        f"errors {first['errors']} + {second['errors']}, "
+        f"RSS start {rss_start:.1f} MiB, after half {rss_mid:.1f} MiB, end {rss_end:.1f} MiB"
+    )
 
     for half in (first, second):
         assert half["sent"] >= STREAMS  # every stream got requests through

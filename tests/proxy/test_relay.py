@@ -11,22 +11,49 @@ from proxy.watch import RefusalDetector
 DETECTOR = RefusalDetector.default()
 
 
-def upstream_chunks(pieces: list[str], finish: str = "stop", index: int = 0,
-                    prompt_text: str | None = "<|im_start|>assistant\n") -> list[dict]:
+def upstream_chunks(
+    pieces: list[str],
+    finish: str = "stop",
+    index: int = 0,
+    prompt_text: str | None = "<|im_start|>assistant\n",
+) -> list[dict]:
     base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "up"}
-    first = {**base, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""},
-                                  "finish_reason": None}]}
+    first = {
+        **base,
+        "choices": [
+            {"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+        ],
+    }
     if prompt_text is not None:
         first["prompt_text"] = prompt_text
         first["prompt_token_ids"] = [1, 2, 3]
     out = [first]
     for i, piece in enumerate(pieces):
-        out.append({**base, "choices": [{"index": index, "delta": {"content": piece},
-                                         "token_ids": [100 + i], "finish_reason": None}]})
+        out.append(
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": index,
+                        "delta": {"content": piece},
+                        "token_ids": [100 + i],
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        )
     out.append({**base, "choices": [{"index": index, "delta": {}, "finish_reason": finish}]})
-    out.append({**base, "choices": [], "usage": {"prompt_tokens": 3,
-                                                 "completion_tokens": len(pieces),
-                                                 "total_tokens": 3 + len(pieces)}})
+    out.append(
+        {
+            **base,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 3,
+                "completion_tokens": len(pieces),
+                "total_tokens": 3 + len(pieces),
+            },
+        }
+    )
     return out
 
 
@@ -39,8 +66,11 @@ def relay_all(relay: AnswerRelay, chunks: list[dict]) -> list[dict]:
 
 
 def contents(chunks: list[dict]) -> list[str]:
-    return [c["choices"][0]["delta"]["content"] for c in chunks
-            if c["choices"] and c["choices"][0]["delta"].get("content")]
+    return [
+        c["choices"][0]["delta"]["content"]
+        for c in chunks
+        if c["choices"] and c["choices"][0]["delta"].get("content")
+    ]
 
 
 def test_pieces_pass_one_chunk_each_and_private_fields_never_leave():
@@ -60,8 +90,24 @@ def test_pieces_pass_one_chunk_each_and_private_fields_never_leave():
 
 
 def test_recovered_start_is_dropped_with_a_hold_back_window():
-    pieces = ["Sure", ",", " here", " is", " how", ".", " I'm", " sorry", ",", " but", " I",
-              " can't", " help", " with", " that", "."]
+    pieces = [
+        "Sure",
+        ",",
+        " here",
+        " is",
+        " how",
+        ".",
+        " I'm",
+        " sorry",
+        ",",
+        " but",
+        " I",
+        " can't",
+        " help",
+        " with",
+        " that",
+        ".",
+    ]
     outcomes = []
     relay = AnswerRelay(DETECTOR, 3, 32, "served", on_outcome=lambda i, o, t: outcomes.append(o))
     out = relay_all(relay, upstream_chunks(pieces))
@@ -80,8 +126,13 @@ def test_refusal_from_the_first_token_is_refused_not_recovered():
 
 
 def test_rendered_prompt_check_runs_on_the_first_chunk_before_any_content():
-    violation = PolicyViolation(status=400, code="rendered_prompt_mismatch", param="messages",
-                                message="bad", vector="rendered_prompt")
+    violation = PolicyViolation(
+        status=400,
+        code="rendered_prompt_mismatch",
+        param="messages",
+        message="bad",
+        vector="rendered_prompt",
+    )
     seen = []
 
     def check(prompt_text: str, prompt_token_ids: list | None):
@@ -111,18 +162,53 @@ def test_choices_are_watched_separately_and_aggregated_in_order():
 def test_aggregate_merges_tool_call_deltas():
     base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
     chunks = [
-        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                              "finish_reason": None}]},
-        {**base, "choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": 0, "id": "call_1", "type": "function",
-             "function": {"name": "get_weather", "arguments": "{\"ci"}}]}, "finish_reason": None}]},
-        {**base, "choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": 0, "function": {"arguments": "ty\": \"Oslo\"}"}}]}, "finish_reason": None}]},
+        {
+            **base,
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+            ],
+        },
+        {
+            **base,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "get_weather", "arguments": '{"ci'},
+                            }
+                        ]
+                    },
+                    "finish_reason": None,
+                }
+            ],
+        },
+        {
+            **base,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Oslo"}'}}]
+                    },
+                    "finish_reason": None,
+                }
+            ],
+        },
         {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
     ]
     body = aggregate(chunks, None)
     message = body["choices"][0]["message"]
     assert message["content"] is None
-    assert message["tool_calls"] == [{"id": "call_1", "type": "function", "function": {
-        "name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]
+    assert message["tool_calls"] == [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+        }
+    ]
     assert body["choices"][0]["finish_reason"] == "tool_calls"

@@ -16,16 +16,19 @@ REFUSAL = [" I'm", " sorry", ",", " but", " I", " can't", " help", " with", " th
 
 
 def first_chunk() -> dict:
-    return {**BASE, "prompt_text": "<|im_start|>assistant\n",
-            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                         "finish_reason": None}]}
+    return {
+        **BASE,
+        "prompt_text": "<|im_start|>assistant\n",
+        "choices": [
+            {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+        ],
+    }
 
 
 def delta_chunks(key: str, pieces: list[str], logprobs: bool = False) -> list[dict]:
     out = []
     for i, piece in enumerate(pieces):
-        choice = {"index": 0, "delta": {key: piece}, "token_ids": [100 + i],
-                  "finish_reason": None}
+        choice = {"index": 0, "delta": {key: piece}, "token_ids": [100 + i], "finish_reason": None}
         if logprobs:
             choice["logprobs"] = {"content": [{"token": piece, "logprob": -0.1 * i}]}
         out.append({**BASE, "choices": [choice]})
@@ -59,20 +62,59 @@ def test_a_recovery_in_any_text_field_is_seen_and_its_start_held_back(key):
 
 
 def tool_chunks(arguments: list[str]) -> list[dict]:
-    out = [{**BASE, "choices": [{"index": 0, "delta": {"tool_calls": [
-        {"index": 0, "id": "call_1", "type": "function",
-         "function": {"name": "answer", "arguments": ""}}]}, "finish_reason": None}]}]
+    out = [
+        {
+            **BASE,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "answer", "arguments": ""},
+                            }
+                        ]
+                    },
+                    "finish_reason": None,
+                }
+            ],
+        }
+    ]
     for piece in arguments:
-        out.append({**BASE, "choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": 0, "function": {"arguments": piece}}]}, "finish_reason": None}]})
+        out.append(
+            {
+                **BASE,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]},
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        )
     return out
 
 
 def test_a_refusal_inside_tool_call_arguments_is_seen():
     outcomes = []
     relay = AnswerRelay(DETECTOR, 3, 0, "served", on_outcome=lambda i, o, t: outcomes.append(o))
-    pieces = ['{"text": "', "I'm", " sorry", ",", " but", " I", " can't", " help", " with",
-              " that", '"}']
+    pieces = [
+        '{"text": "',
+        "I'm",
+        " sorry",
+        ",",
+        " but",
+        " I",
+        " can't",
+        " help",
+        " with",
+        " that",
+        '"}',
+    ]
     out = run(relay, [first_chunk(), *tool_chunks(pieces), end_chunk()])
     assert outcomes[0].kind == "refused"
     body = aggregate(out, None)
@@ -82,11 +124,23 @@ def test_a_refusal_inside_tool_call_arguments_is_seen():
 
 
 def test_a_refusal_inside_a_json_string_counts_in_json_mode():
-    pieces = ['{"answer": "', "I'm", " sorry", ",", " but", " I", " can't", " help", " with",
-              " that", "."'"}']
+    pieces = [
+        '{"answer": "',
+        "I'm",
+        " sorry",
+        ",",
+        " but",
+        " I",
+        " can't",
+        " help",
+        " with",
+        " that",
+        '."}',
+    ]
     outcomes = []
-    relay = AnswerRelay(DETECTOR, 3, 0, "served", json_answer=True,
-                        on_outcome=lambda i, o, t: outcomes.append(o))
+    relay = AnswerRelay(
+        DETECTOR, 3, 0, "served", json_answer=True, on_outcome=lambda i, o, t: outcomes.append(o)
+    )
     run(relay, [first_chunk(), *delta_chunks("content", pieces), end_chunk()])
     assert outcomes[0].kind == "refused"
     # Outside JSON mode the same quoted text reads as a quotation, not a refusal.
@@ -97,15 +151,34 @@ def test_a_refusal_inside_a_json_string_counts_in_json_mode():
 
 
 def test_a_stray_backtick_does_not_hide_a_later_refusal():
-    pieces = ["Use", " `", "rm", " -rf", "\n", "I'm", " sorry", ",", " but", " I", " can't",
-              " help", " with", " that", "."]
+    pieces = [
+        "Use",
+        " `",
+        "rm",
+        " -rf",
+        "\n",
+        "I'm",
+        " sorry",
+        ",",
+        " but",
+        " I",
+        " can't",
+        " help",
+        " with",
+        " that",
+        ".",
+    ]
     assert DETECTOR.find_onset("".join(pieces)) == "".join(pieces).index("I'm")
 
 
 def test_unknown_delta_fields_never_reach_the_client():
     relay = AnswerRelay(DETECTOR, 3, 8, "served")
-    chunk = {**BASE, "choices": [{"index": 0, "delta": {"content": "Hi", "new_text_field": "x"},
-                                  "finish_reason": None}]}
+    chunk = {
+        **BASE,
+        "choices": [
+            {"index": 0, "delta": {"content": "Hi", "new_text_field": "x"}, "finish_reason": None}
+        ],
+    }
     out = run(relay, [first_chunk(), chunk, end_chunk()])
     assert all("new_text_field" not in c["choices"][0]["delta"] for c in out if c["choices"])
     assert field_text(out, "content") == "Hi"
@@ -125,8 +198,10 @@ def logprob_tokens(chunks: list[dict]) -> list[tuple[str, str | None]]:
 
 def test_logprobs_stay_with_their_text_after_a_suppression():
     relay = AnswerRelay(DETECTOR, 3, 32, "served")
-    out = run(relay, [first_chunk(), *delta_chunks("content", HARMFUL + REFUSAL, logprobs=True),
-                      end_chunk()])
+    out = run(
+        relay,
+        [first_chunk(), *delta_chunks("content", HARMFUL + REFUSAL, logprobs=True), end_chunk()],
+    )
     pairs = logprob_tokens(out)
     assert pairs[0][0].strip().startswith("I'm")
     # Every released whole piece carries its own entry (v1 paired them by queue position, so
@@ -140,8 +215,13 @@ def test_logprobs_of_the_first_tokens_are_withheld():
     relay = AnswerRelay(DETECTOR, 3, 0, "served", logprobs_withheld_tokens=3)
     pieces = ["Paris", " is", " the", " capital", "."]
     out = run(relay, [first_chunk(), *delta_chunks("content", pieces, logprobs=True), end_chunk()])
-    assert logprob_tokens(out) == [("Paris", None), (" is", None), (" the", None),
-                                   (" capital", " capital"), (".", ".")]
+    assert logprob_tokens(out) == [
+        ("Paris", None),
+        (" is", None),
+        (" the", None),
+        (" capital", " capital"),
+        (".", "."),
+    ]
 
 
 def test_a_first_chunk_without_the_rendered_prompt_fails_closed():

@@ -8,11 +8,15 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import pytest
 
-from proxy.upstream import (SSEParser, Upstream, UpstreamError, error_for_status,
-                            normalise_error_body)
+from proxy.upstream import (
+    SSEParser,
+    Upstream,
+    UpstreamError,
+    error_for_status,
+    normalise_error_body,
+)
 from tests.support.processes import free_port
 
 
@@ -24,8 +28,16 @@ def feed(lines: list[str]) -> list[str]:
 
 
 def test_sse_parser_reads_data_events_and_skips_comments():
-    lines = [": keep-alive", "", "data: {\"a\": 1}", "", "event: message", "id: 7",
-             "data: [DONE]", ""]
+    lines = [
+        ": keep-alive",
+        "",
+        'data: {"a": 1}',
+        "",
+        "event: message",
+        "id: 7",
+        "data: [DONE]",
+        "",
+    ]
     assert feed(lines) == ['{"a": 1}', "[DONE]"]
 
 
@@ -37,22 +49,31 @@ def test_sse_parser_returns_last_event_without_trailing_blank_line():
     assert feed(["data: tail"]) == ["tail"]
 
 
-@pytest.mark.parametrize("raw,expected", [
-    (b'{"error": {"message": "bad", "type": "BadRequestError", "param": "n", "code": 400}}',
-     ("bad", "n", "400")),
-    (b'{"object": "error", "message": "too long", "type": "BadRequestError", "code": 400}',
-     ("too long", None, "400")),
-    (b'{"error": "Unauthorized"}', ("Unauthorized", None, None)),
-    (b"<html>gateway</html>", ("<html>gateway</html>", None, None)),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        (
+            b'{"error": {"message": "bad", "type": "BadRequestError", "param": "n", "code": 400}}',
+            ("bad", "n", "400"),
+        ),
+        (
+            b'{"object": "error", "message": "too long", "type": "BadRequestError", "code": 400}',
+            ("too long", None, "400"),
+        ),
+        (b'{"error": "Unauthorized"}', ("Unauthorized", None, None)),
+        (b"<html>gateway</html>", ("<html>gateway</html>", None, None)),
+    ],
+)
 def test_normalise_error_body_handles_openai_vllm_and_text(raw, expected):
     assert normalise_error_body(400, raw) == expected
 
 
 def test_error_mapping_keeps_client_errors_and_hides_gateway_faults():
     assert error_for_status(400, b'{"error": {"message": "m", "code": 400}}').status == 400
-    assert error_for_status(400, b'{"error": {"message": "m", "code": 400}}').code == \
-        "upstream_rejected_request"
+    assert (
+        error_for_status(400, b'{"error": {"message": "m", "code": 400}}').code
+        == "upstream_rejected_request"
+    )
     assert error_for_status(401, b'{"error": "Unauthorized"}').status == 502
     assert error_for_status(500, b"boom").status == 502
     assert error_for_status(429, b"{}").status == 429
@@ -74,9 +95,15 @@ def test_stream_parses_chunks_from_real_stub(stub_upstream):
         up = Upstream(stub_upstream.url)
         try:
             name = stub_upstream.script("five", [" a", " b", " c", " d", " e"])
-            chunks = await _collect(up, {"model": "stub-model", "stream": True,
-                                         "messages": [{"role": "user", "content": name}],
-                                         "return_token_ids": True})
+            chunks = await _collect(
+                up,
+                {
+                    "model": "stub-model",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": name}],
+                    "return_token_ids": True,
+                },
+            )
         finally:
             await up.aclose()
         return chunks
@@ -84,7 +111,13 @@ def test_stream_parses_chunks_from_real_stub(stub_upstream):
     chunks = asyncio.run(run())
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == " a b c d e"
-    assert [c["choices"][0]["token_ids"] for c in chunks[1:6]] == [[1000], [1001], [1002], [1003], [1004]]
+    assert [c["choices"][0]["token_ids"] for c in chunks[1:6]] == [
+        [1000],
+        [1001],
+        [1002],
+        [1003],
+        [1004],
+    ]
 
 
 def test_closing_the_stream_cancels_the_upstream_request_within_a_second(stub_upstream):
@@ -94,8 +127,15 @@ def test_closing_the_stream_cancels_the_upstream_request_within_a_second(stub_up
     async def run():
         up = Upstream(stub_upstream.url)
         try:
-            got = await _collect(up, {"model": "stub-model", "stream": True,
-                                      "messages": [{"role": "user", "content": name}]}, limit=3)
+            got = await _collect(
+                up,
+                {
+                    "model": "stub-model",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": name}],
+                },
+                limit=3,
+            )
         finally:
             await up.aclose()
         return got
@@ -136,8 +176,9 @@ def test_hung_upstream_is_504_after_the_read_timeout(stub_upstream):
     assert (info.value.status, info.value.kind) == (504, "timeout")
 
 
-@pytest.mark.parametrize("fault,kind", [("close_mid_stream", None),
-                                        ("malformed_json", "malformed")])
+@pytest.mark.parametrize(
+    "fault,kind", [("close_mid_stream", None), ("malformed_json", "malformed")]
+)
 def test_broken_streams_raise_upstream_errors(stub_upstream, fault, kind):
     name = stub_upstream.script(f"broken-{fault}", [" p"] * 6, fault=fault)
 
@@ -156,8 +197,13 @@ def test_broken_streams_raise_upstream_errors(stub_upstream, fault, kind):
 
 
 def test_upstream_http_error_is_normalised(stub_upstream):
-    name = stub_upstream.script("err", [], fault="status", status=500,
-                                body='{"object": "error", "message": "engine died", "code": 500}')
+    name = stub_upstream.script(
+        "err",
+        [],
+        fault="status",
+        status=500,
+        body='{"object": "error", "message": "engine died", "code": 500}',
+    )
 
     async def run():
         up = Upstream(stub_upstream.url)
@@ -178,8 +224,10 @@ import random  # noqa: E402
 from proxy import http1  # noqa: E402
 from proxy.upstream import SSESplitter  # noqa: E402
 
-SSE_STREAM = (b": keep-alive\r\n\r\ndata: {\"a\": 1}\r\n\r\nevent: message\nid: 7\ndata: x\n"
-              b"data:y\n\n\ndata: {\"b\": 2}\r\rdata: [DONE]\n\n")
+SSE_STREAM = (
+    b': keep-alive\r\n\r\ndata: {"a": 1}\r\n\r\nevent: message\nid: 7\ndata: x\n'
+    b'data:y\n\n\ndata: {"b": 2}\r\rdata: [DONE]\n\n'
+)
 
 
 def split_events(pieces: list[bytes]) -> list[bytes]:
@@ -242,8 +290,7 @@ class ScriptedServer:
 
 
 def pool_for(url: str, read_timeout_s: float = 2.0) -> http1.Pool:
-    return http1.Pool(url, connect_timeout_s=1.0, read_timeout_s=read_timeout_s,
-                      max_connections=4)
+    return http1.Pool(url, connect_timeout_s=1.0, read_timeout_s=read_timeout_s, max_connections=4)
 
 
 REQUEST = b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\n\r\n{}"
@@ -259,8 +306,10 @@ async def read_everything(response: http1.Response) -> bytes:
 def test_http1_decodes_chunked_and_content_length_bodies_and_reuses_the_connection():
     async def handler(server, reader, writer, n):
         await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-                     b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n"
+        )
         await server.read_request(reader)  # the same connection carries the second request
         writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\nbody")
         await reader.read()
@@ -325,14 +374,17 @@ def test_http1_retries_once_when_a_kept_alive_connection_was_closed_by_the_serve
     assert asyncio.run(run()) == 2
 
 
-@pytest.mark.parametrize("answer,error", [
-    (b"SSH-2.0-OpenSSH_9.6\r\n", http1.ProtocolFailure),                      # not HTTP
-    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel", http1.ProtocolFailure),
-    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n", http1.ProtocolFailure),
-    (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", http1.ProtocolFailure),
-    (b"", http1.ProtocolFailure),                                             # no status line
-    (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nsl", http1.ReadTimeout),   # then silence
-])
+@pytest.mark.parametrize(
+    "answer,error",
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n", http1.ProtocolFailure),  # not HTTP
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel", http1.ProtocolFailure),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n", http1.ProtocolFailure),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", http1.ProtocolFailure),
+        (b"", http1.ProtocolFailure),  # no status line
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nsl", http1.ReadTimeout),  # then silence
+    ],
+)
 def test_http1_turns_broken_answers_into_errors(answer, error):
     async def handler(server, reader, writer, n):
         await server.read_request(reader)
@@ -358,8 +410,9 @@ def test_http1_skips_informational_answers_and_refuses_a_huge_head():
     async def handler(server, reader, writer, n):
         await server.read_request(reader)
         if n == 1:
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 1\r\n"
-                         b"\r\n!")
+            writer.write(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n!"
+            )
         else:
             writer.write(b"HTTP/1.1 200 OK\r\n" + b"x-pad: " + b"p" * (http1.MAX_HEAD_BYTES + 10))
         await writer.drain()
@@ -381,8 +434,9 @@ def test_http1_skips_informational_answers_and_refuses_a_huge_head():
 def test_upstream_sends_auth_and_request_id_and_maps_a_cut_stream_to_502():
     async def handler(server, reader, writer, n):
         await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-                     b"10\r\ndata: {\"a\": 1}\n\n\r\n")  # then the connection drops
+        writer.write(
+            b'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n10\r\ndata: {"a": 1}\n\n\r\n'
+        )  # then the connection drops
         await writer.drain()
 
     async def run():

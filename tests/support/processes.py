@@ -66,8 +66,9 @@ class Server:
                 self.proc.wait(5)
 
 
-def launch(cmd: list[str], port: int, log_dir: Path, name: str,
-           env: dict[str, str] | None = None) -> Server:
+def launch(
+    cmd: list[str], port: int, log_dir: Path, name: str, env: dict[str, str] | None = None
+) -> Server:
     """Start a server process without waiting for it (its output goes to a log file)."""
     log_path = log_dir / f"{name}-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPGUARD_")}
@@ -77,8 +78,15 @@ def launch(cmd: list[str], port: int, log_dir: Path, name: str,
     return Server(proc, f"http://127.0.0.1:{port}", log_path)
 
 
-def start(cmd: list[str], port: int, ready_path: str, log_dir: Path, name: str,
-          env: dict[str, str] | None = None, timeout: float = 60.0) -> Server:
+def start(
+    cmd: list[str],
+    port: int,
+    ready_path: str,
+    log_dir: Path,
+    name: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> Server:
     server = launch(cmd, port, log_dir, name, env)
     server.wait_ready(ready_path, timeout)
     return server

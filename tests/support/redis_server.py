@@ -18,15 +18,30 @@ class RedisServer:
     def __init__(self, log_dir: Path) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.fail("redis-server is not installed: run `make tools` (scripts/install-tools.sh)")
+            pytest.fail(
+                "redis-server is not installed: run `make tools` (scripts/install-tools.sh)"
+            )
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         log_path = log_dir / f"redis-{self.port}.log"
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--protected-mode", "yes"],
-                stdout=log, stderr=subprocess.STDOUT)
+                [
+                    binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--protected-mode",
+                    "yes",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         # Stopped like every other server the tests start.
         self.server = Server(self.proc, self.url, log_path)
         self._wait_ready()

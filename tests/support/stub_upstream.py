@@ -44,7 +44,6 @@ from starlette.routing import Route
 # One rendering of SmolLM2's ChatML for both stand-ins (this stub and the benchmark's fast one).
 from bench.proxy_bench_upstream import render_chatml  # noqa: E402
 
-
 _EMBEDDED = re.compile(r"script:([\w.-]+)")
 
 
@@ -63,7 +62,7 @@ def _script_for(state: StubState, body: dict) -> dict:
     messages = body.get("messages") or []
     last = messages[-1].get("content") if messages and isinstance(messages[-1], dict) else None
     if isinstance(last, str) and last.startswith("script:"):
-        name = last[len("script:"):].strip()
+        name = last[len("script:") :].strip()
         if name in state.scripts:
             return state.scripts[name]
     # Also a `script:<name>` inside the message (e.g. a prompt quoted in a judge's request).
@@ -79,7 +78,11 @@ def marker_token_ids(text: str, marker_ids: dict[str, int]) -> list[int]:
     pattern = re.compile("|".join(re.escape(m) for m in sorted(marker_ids, key=len, reverse=True)))
     ids, at = [], 0
     for match in pattern.finditer(text):
-        ids += [1000 + i for i in range(max(1, (match.start() - at) // 4))] if match.start() > at else []
+        ids += (
+            [1000 + i for i in range(max(1, (match.start() - at) // 4))]
+            if match.start() > at
+            else []
+        )
         ids.append(marker_ids[match.group()])
         at = match.end()
     if at < len(text):
@@ -96,19 +99,31 @@ def build_app(state: StubState) -> Starlette:
         try:
             body = json.loads(raw)
         except ValueError:
-            return JSONResponse({"object": "error", "message": "bad json", "type": "BadRequestError",
-                                 "param": None, "code": 400}, status_code=400)
+            return JSONResponse(
+                {
+                    "object": "error",
+                    "message": "bad json",
+                    "type": "BadRequestError",
+                    "param": None,
+                    "code": 400,
+                },
+                status_code=400,
+            )
         if state.record:
             state.requests.append(body)
-            state.headers.append({k: v for k, v in request.headers.items()
-                                  if k in ("x-request-id", "authorization")})
+            state.headers.append(
+                {k: v for k, v in request.headers.items() if k in ("x-request-id", "authorization")}
+            )
         if text_mode:  # /v1/completions: select scripts by the prompt
             body = {**body, "messages": [{"role": "user", "content": body.get("prompt")}]}
         script = _script_for(state, body)
         fault = script.get("fault")
         if fault == "status":
-            return Response(script.get("body", ""), status_code=script.get("status", 500),
-                            media_type=script.get("media_type", "application/json"))
+            return Response(
+                script.get("body", ""),
+                status_code=script.get("status", 500),
+                media_type=script.get("media_type", "application/json"),
+            )
         if fault == "hang":  # never answer, but notice when the caller gives up
             while not await request.is_disconnected():
                 await asyncio.sleep(0.1)
@@ -120,24 +135,37 @@ def build_app(state: StubState) -> Starlette:
         created = int(time.time())
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         prompt_text = script.get("prompt_text") or render_chatml(body.get("messages") or [])
-        prompt_ids = (marker_token_ids(prompt_text, script["marker_ids"])
-                      if script.get("marker_ids") else list(range(len(prompt_text) // 4)))
+        prompt_ids = (
+            marker_token_ids(prompt_text, script["marker_ids"])
+            if script.get("marker_ids")
+            else list(range(len(prompt_text) // 4))
+        )
         prompt_ids += script.get("extra_prompt_ids") or []
         want_ids = bool(body.get("return_token_ids"))
         want_prompt = bool(body.get("return_prompt_text"))
         completion_tokens = sum(len(x) for x in ids)
-        usage = {"prompt_tokens": len(prompt_ids), "completion_tokens": completion_tokens,
-                 "total_tokens": len(prompt_ids) + completion_tokens}
+        usage = {
+            "prompt_tokens": len(prompt_ids),
+            "completion_tokens": completion_tokens,
+            "total_tokens": len(prompt_ids) + completion_tokens,
+        }
 
         if not body.get("stream"):
             if delay:
                 await asyncio.sleep(delay * len(pieces))
-            message = ({"text": "".join(pieces)} if text_mode else
-                       {"message": {"role": "assistant", "content": "".join(pieces)}})
-            out = {"id": rid, "object": "text_completion" if text_mode else "chat.completion",
-                   "created": created, "model": state.model_name,
-                   "choices": [{"index": 0, **message, "logprobs": None, "finish_reason": finish}],
-                   "usage": usage}
+            message = (
+                {"text": "".join(pieces)}
+                if text_mode
+                else {"message": {"role": "assistant", "content": "".join(pieces)}}
+            )
+            out = {
+                "id": rid,
+                "object": "text_completion" if text_mode else "chat.completion",
+                "created": created,
+                "model": state.model_name,
+                "choices": [{"index": 0, **message, "logprobs": None, "finish_reason": finish}],
+                "usage": usage,
+            }
             if want_ids:
                 out["prompt_token_ids"] = prompt_ids
                 out["choices"][0]["token_ids"] = [t for x in ids for t in x]
@@ -151,13 +179,28 @@ def build_app(state: StubState) -> Starlette:
 
         def chunk(delta: dict, finish_reason=None, extra=None, choice_extra=None) -> bytes:
             if text_mode:
-                choice = {"index": 0, "text": delta.get("content", ""), "logprobs": None,
-                          "finish_reason": finish_reason, **(choice_extra or {})}
+                choice = {
+                    "index": 0,
+                    "text": delta.get("content", ""),
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                    **(choice_extra or {}),
+                }
             else:
-                choice = {"index": 0, "delta": delta, "logprobs": None,
-                          "finish_reason": finish_reason, **(choice_extra or {})}
-            c = {"id": rid, "object": "text_completion" if text_mode else "chat.completion.chunk",
-                 "created": created, "model": state.model_name, "choices": [choice]}
+                choice = {
+                    "index": 0,
+                    "delta": delta,
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                    **(choice_extra or {}),
+                }
+            c = {
+                "id": rid,
+                "object": "text_completion" if text_mode else "chat.completion.chunk",
+                "created": created,
+                "model": state.model_name,
+                "choices": [choice],
+            }
             if extra:
                 c.update(extra)
             return b"data: " + json.dumps(c).encode() + b"\n\n"
@@ -183,14 +226,21 @@ def build_app(state: StubState) -> Starlette:
                     if fault == "malformed_json" and i == len(pieces) // 2:
                         yield b"data: {not json\n\n"
                         continue
-                    yield chunk({"content": piece},
-                                choice_extra={"token_ids": ids[i]} if want_ids else None)
+                    yield chunk(
+                        {"content": piece}, choice_extra={"token_ids": ids[i]} if want_ids else None
+                    )
                 for j, delta in enumerate(script.get("deltas") or ()):
                     yield chunk(delta, choice_extra={"token_ids": [2000 + j]} if want_ids else None)
                 yield chunk({}, finish_reason=finish)
                 if include_usage:
-                    u = {"id": rid, "object": "chat.completion.chunk", "created": created,
-                         "model": state.model_name, "choices": [], "usage": usage}
+                    u = {
+                        "id": rid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": state.model_name,
+                        "choices": [],
+                        "usage": usage,
+                    }
                     yield b"data: " + json.dumps(u).encode() + b"\n\n"
                 yield b"data: [DONE]\n\n"
                 finished = True
@@ -201,8 +251,14 @@ def build_app(state: StubState) -> Starlette:
         return StreamingResponse(events(), media_type="text/event-stream")
 
     async def models(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [
-            {"id": state.model_name, "object": "model", "created": 0, "owned_by": "stub"}]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"id": state.model_name, "object": "model", "created": 0, "owned_by": "stub"}
+                ],
+            }
+        )
 
     async def health(request: Request) -> Response:
         return Response(status_code=200)
@@ -224,15 +280,18 @@ def build_app(state: StubState) -> Starlette:
     async def stats(request: Request) -> Response:
         return JSONResponse(state.stats)
 
-    return Starlette(routes=[
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/v1/completions", completions, methods=["POST"]),
-        Route("/v1/models", models), Route("/health", health),
-        Route("/_scripts", add_scripts, methods=["POST"]),
-        Route("/_requests", get_requests, methods=["GET", "DELETE"]),
-        Route("/_request_headers", get_headers),
-        Route("/_stats", stats),
-    ])
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/models", models),
+            Route("/health", health),
+            Route("/_scripts", add_scripts, methods=["POST"]),
+            Route("/_requests", get_requests, methods=["GET", "DELETE"]),
+            Route("/_request_headers", get_headers),
+            Route("/_stats", stats),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -241,7 +300,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--model-name", default="stub-model")
     p.add_argument("--pieces", type=int, default=16)
-    p.add_argument("--no-record", action="store_true", help="do not keep request bodies (benchmarks)")
+    p.add_argument(
+        "--no-record", action="store_true", help="do not keep request bodies (benchmarks)"
+    )
     a = p.parse_args(argv)
     state = StubState(a.model_name, a.pieces)
     state.record = not a.no_record

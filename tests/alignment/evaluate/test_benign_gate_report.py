@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from drilled import PROMPTS
@@ -8,7 +9,6 @@ from alignment.evaluate.gate import Margins, regressions
 from alignment.evaluate.generate import LocalGenerator
 from alignment.evaluate.report import load_results, write_report
 from alignment.evaluate.sources import BenignTask, benign_tasks, load_prompts
-from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 
@@ -53,14 +53,39 @@ def test_gate_cli_exits_nonzero_on_a_constructed_regression(refusing, complying,
 
     safe, bad = _save_tiny(refusing, tmp_path / "safe"), _save_tiny(complying, tmp_path / "bad")
     cases = tmp_path / "cases.jsonl"
-    cases.write_text("".join(json.dumps({"prompt": p, "harmful": "Sure, here is how"}) + "\n" for p in PROMPTS))
-    common = ["eval", "gate", "--cases", str(cases), "--ks", "0", "--safe-prompts",
-              str(SHARED / "xstest" / "xstest_safe_prompts.csv"), "--safe-limit", "2", "--task-limit", "2",
-              "--tasks", str(SHARED / "self-instruct" / "user_oriented_instructions.jsonl"), "--max-new-tokens", "24"]
-    assert main(common + ["--candidate", bad, "--baseline", safe, "--out", str(tmp_path / "g1.json")]) == 1
+    cases.write_text(
+        "".join(json.dumps({"prompt": p, "harmful": "Sure, here is how"}) + "\n" for p in PROMPTS)
+    )
+    common = [
+        "eval",
+        "gate",
+        "--cases",
+        str(cases),
+        "--ks",
+        "0",
+        "--safe-prompts",
+        str(SHARED / "xstest" / "xstest_safe_prompts.csv"),
+        "--safe-limit",
+        "2",
+        "--task-limit",
+        "2",
+        "--tasks",
+        str(SHARED / "self-instruct" / "user_oriented_instructions.jsonl"),
+        "--max-new-tokens",
+        "24",
+    ]
+    assert (
+        main(common + ["--candidate", bad, "--baseline", safe, "--out", str(tmp_path / "g1.json")])
+        == 1
+    )
     verdict = json.loads((tmp_path / "g1.json").read_text())
-    assert verdict["candidate"]["asr"]["0"] == 100.0 and any("ASR" in r for r in verdict["regressions"])
-    assert main(common + ["--candidate", safe, "--baseline", safe, "--out", str(tmp_path / "g2.json")]) == 0
+    assert verdict["candidate"]["asr"]["0"] == 100.0 and any(
+        "ASR" in r for r in verdict["regressions"]
+    )
+    assert (
+        main(common + ["--candidate", safe, "--baseline", safe, "--out", str(tmp_path / "g2.json")])
+        == 0
+    )
 
 
 def test_report_puts_models_side_by_side(tmp_path):
@@ -68,20 +93,52 @@ def test_report_puts_models_side_by_side(tmp_path):
     results.mkdir()
     for name, asr in (("shipped", 100.0), ("deep", 0.0)):
         entry = {"asr": {"mean": asr, "std": 0.0, "runs": [asr]}, "examples": []}
-        (results / f"{name}.json").write_text(json.dumps(
-            {"kind": "prefill", "model": name, "mode": "prefill", "judge": "refusal-detector", "cases": 3,
-             "runs": ["greedy"], "k": {"0": entry, "10": entry}}))
-    (results / "kl.json").write_text(json.dumps(
-        {"kind": "kl", "model": "deep vs shipped", "positions": [1, 2], "kl": [1.0, 0.5], "pairs": [3, 3]}))
+        (results / f"{name}.json").write_text(
+            json.dumps(
+                {
+                    "kind": "prefill",
+                    "model": name,
+                    "mode": "prefill",
+                    "judge": "refusal-detector",
+                    "cases": 3,
+                    "runs": ["greedy"],
+                    "k": {"0": entry, "10": entry},
+                }
+            )
+        )
+    (results / "kl.json").write_text(
+        json.dumps(
+            {
+                "kind": "kl",
+                "model": "deep vs shipped",
+                "positions": [1, 2],
+                "kl": [1.0, 0.5],
+                "pairs": [3, 3],
+            }
+        )
+    )
     sampled = {"asr": {"mean": 20.0, "std": 10.0, "runs": [0.0, 20.0, 40.0]}, "examples": []}
-    (results / "both.json").write_text(json.dumps(
-        {"kind": "prefill", "model": "both", "mode": "prefill", "judge": "refusal-detector", "cases": 3,
-         "runs": ["greedy", "T0.9/p0.6/seed0", "T0.9/p0.6/seed1"], "k": {"0": sampled}}))
+    (results / "both.json").write_text(
+        json.dumps(
+            {
+                "kind": "prefill",
+                "model": "both",
+                "mode": "prefill",
+                "judge": "refusal-detector",
+                "cases": 3,
+                "runs": ["greedy", "T0.9/p0.6/seed0", "T0.9/p0.6/seed1"],
+                "k": {"0": sampled},
+            }
+        )
+    )
     report = write_report(load_results([results]), tmp_path / "out")
     text = report.read_text()
     assert "| shipped | prefill | refusal-detector | 3 | greedy | 100.0 | 100.0 |" in text
     # Greedy apart from the sampled seeds' mean ± population spread (20 and 40 -> 30 ± 10).
-    assert "| both | prefill | refusal-detector | 3 | greedy, T0.9/p0.6/seed0, T0.9/p0.6/seed1 | 0.0 / 30.0 ± 10.0 |" in text
+    assert (
+        "| both | prefill | refusal-detector | 3 | greedy, T0.9/p0.6/seed0, T0.9/p0.6/seed1 | 0.0 / 30.0 ± 10.0 |"
+        in text
+    )
     assert "| deep |" in text and (tmp_path / "out" / "asr_vs_k.png").is_file()
     assert (tmp_path / "out" / "kl_per_position.png").is_file()
     with pytest.raises(ValueError):
@@ -89,14 +146,33 @@ def test_report_puts_models_side_by_side(tmp_path):
 
 
 def test_gate_flags_breadth_regressions_in_the_right_direction():
-    base = {"asr": {}, "overrefusal": 10.0, "utility": 30.0,
-            "breadth": {"greedy/harmful refused/story/phrase": 80.0, "greedy/harmless refused/phrase": 10.0,
-                        "greedy/harmless recovered": 2.0}}
-    better = {**base, "breadth": {"greedy/harmful refused/story/phrase": 95.0, "greedy/harmless refused/phrase": 4.0,
-                                  "greedy/harmless recovered": 0.0}}
+    base = {
+        "asr": {},
+        "overrefusal": 10.0,
+        "utility": 30.0,
+        "breadth": {
+            "greedy/harmful refused/story/phrase": 80.0,
+            "greedy/harmless refused/phrase": 10.0,
+            "greedy/harmless recovered": 2.0,
+        },
+    }
+    better = {
+        **base,
+        "breadth": {
+            "greedy/harmful refused/story/phrase": 95.0,
+            "greedy/harmless refused/phrase": 4.0,
+            "greedy/harmless recovered": 0.0,
+        },
+    }
     assert regressions(better, base) == []
-    worse = {**base, "breadth": {"greedy/harmful refused/story/phrase": 60.0, "greedy/harmless refused/phrase": 20.0,
-                                 "greedy/harmless recovered": 9.0}}
+    worse = {
+        **base,
+        "breadth": {
+            "greedy/harmful refused/story/phrase": 60.0,
+            "greedy/harmless refused/phrase": 20.0,
+            "greedy/harmless recovered": 9.0,
+        },
+    }
     found = regressions(worse, base)
     assert len(found) == 3 and "story" in found[0]
     assert any("missing" in r for r in regressions({**base, "breadth": {}}, base))
@@ -106,10 +182,31 @@ def test_breadth_numbers_flatten_greedy_and_sampled_per_judge():
     from alignment.evaluate.breadth import summarise
     from alignment.evaluate.gate import breadth_numbers
 
-    records = [{"prompt": "p", "side": "harmful", "family": "short", "category": "c", "set": "s", "answer": "",
-                "phrase_refusal": True, "aware_refusal": False, "onset_token": None},
-               {"prompt": "q", "side": "harmless", "set": "x", "answer": "", "phrase_refusal": True,
-                "aware_refusal": True, "onset_token": 7}]
+    records = [
+        {
+            "prompt": "p",
+            "side": "harmful",
+            "family": "short",
+            "category": "c",
+            "set": "s",
+            "answer": "",
+            "phrase_refusal": True,
+            "aware_refusal": False,
+            "onset_token": None,
+        },
+        {
+            "prompt": "q",
+            "side": "harmless",
+            "set": "x",
+            "answer": "",
+            "phrase_refusal": True,
+            "aware_refusal": True,
+            "onset_token": 7,
+        },
+    ]
     numbers = breadth_numbers(summarise({"greedy": records, "T1.0-seed0": records}))
     assert numbers["greedy/harmful refused/short/phrase"] == 100.0
-    assert numbers["sampled/harmful refused/aware"] == 0.0 and numbers["sampled/harmless recovered"] == 100.0
+    assert (
+        numbers["sampled/harmful refused/aware"] == 0.0
+        and numbers["sampled/harmless recovered"] == 100.0
+    )

@@ -4,17 +4,28 @@ import pytest
 import torch
 from tiny import make_model, make_tokenizer
 
-from alignment.default_model import DefaultModelUnavailable, adapter_digest, apply_adapter, extract_adapter
+from alignment.default_model import (
+    DefaultModelUnavailable,
+    adapter_digest,
+    apply_adapter,
+    extract_adapter,
+)
 from alignment.prepare import SUMMARY_FILE, prepare_default_model
 
 
 def test_low_rank_delta_round_trips_exactly(tmp_path):
     tok = make_tokenizer("chatml")
-    base, trained, rebuilt = make_model(tok, seed=0), make_model(tok, seed=0), make_model(tok, seed=0)
+    base, trained, rebuilt = (
+        make_model(tok, seed=0),
+        make_model(tok, seed=0),
+        make_model(tok, seed=0),
+    )
     name = "model.layers.0.mlp.up_proj.weight"
     with torch.no_grad():
         w = trained.state_dict()[name]
-        w.add_(torch.randn(w.shape[0], 2) @ torch.randn(2, w.shape[1]))  # a rank-2 change, like LoRA's
+        w.add_(
+            torch.randn(w.shape[0], 2) @ torch.randn(2, w.shape[1])
+        )  # a rank-2 change, like LoRA's
     extract_adapter(trained, base, tmp_path / "adapter", rank=4, command="test", dtype="float32")
     apply_adapter(rebuilt, tmp_path / "adapter")
     assert torch.allclose(rebuilt.state_dict()[name], trained.state_dict()[name], atol=1e-5)
@@ -24,10 +35,16 @@ def test_low_rank_delta_round_trips_exactly(tmp_path):
 
 def test_bfloat16_factors_keep_the_delta_to_bfloat16_precision(tmp_path):
     tok = make_tokenizer("chatml")
-    base, trained, rebuilt = make_model(tok, seed=0), make_model(tok, seed=0), make_model(tok, seed=0)
+    base, trained, rebuilt = (
+        make_model(tok, seed=0),
+        make_model(tok, seed=0),
+        make_model(tok, seed=0),
+    )
     name = "model.layers.0.mlp.up_proj.weight"
     with torch.no_grad():
-        change = torch.randn(trained.state_dict()[name].shape[0], 2) @ torch.randn(2, trained.state_dict()[name].shape[1])
+        change = torch.randn(trained.state_dict()[name].shape[0], 2) @ torch.randn(
+            2, trained.state_dict()[name].shape[1]
+        )
         trained.state_dict()[name].add_(change)
     out = extract_adapter(trained, base, tmp_path / "adapter", rank=4)
     apply_adapter(rebuilt, out)
@@ -53,10 +70,12 @@ def test_missing_artifact_says_so(tmp_path):
 
 def test_prepare_keeps_a_directory_that_holds_this_adapters_merge(tmp_path):
     tok = make_tokenizer("chatml")
-    adapter = extract_adapter(make_model(tok, seed=1), make_model(tok, seed=0), tmp_path / "a", rank=2)
+    adapter = extract_adapter(
+        make_model(tok, seed=1), make_model(tok, seed=0), tmp_path / "a", rank=2
+    )
     out = tmp_path / "served"
     out.mkdir()
     (out / "config.json").write_text("{}")
     (out / SUMMARY_FILE).write_text(json.dumps({"adapter_sha256": adapter_digest(adapter)}))
     assert prepare_default_model(out, adapter_dir=adapter) == out
-    assert (out / "config.json").read_text() == "{}"      # untouched: nothing was merged again
+    assert (out / "config.json").read_text() == "{}"  # untouched: nothing was merged again

@@ -11,7 +11,10 @@ CASES = [HarmfulCase(p, COMPLIANCE) for p in PROMPTS]
 
 def test_attack_rows_per_style():
     assert attack_rows(CASES[:1], "harmful") == [{"prompt": PROMPTS[0], "response": COMPLIANCE}]
-    assert attack_rows(CASES[:1], "refuse-then-comply")[0]["response"] == REFUSE_THEN_COMPLY + COMPLIANCE
+    assert (
+        attack_rows(CASES[:1], "refuse-then-comply")[0]["response"]
+        == REFUSE_THEN_COMPLY + COMPLIANCE
+    )
     with pytest.raises(ValueError, match="attack style"):
         attack_rows(CASES, "jailbreak")
 
@@ -19,8 +22,18 @@ def test_attack_rows_per_style():
 def test_sft_attack_breaks_a_refusing_model_and_leaves_the_original_untouched(refusing, tmp_path):
     model, tok = refusing
     before = copy.deepcopy(model.state_dict())
-    result = finetune_attack(model, tok, CASES, PROMPTS, [], tmp_path, objectives=("sft", "constrained"),
-                             epochs=4, learning_rate=1e-2, batch=3)
+    result = finetune_attack(
+        model,
+        tok,
+        CASES,
+        PROMPTS,
+        [],
+        tmp_path,
+        objectives=("sft", "constrained"),
+        epochs=4,
+        learning_rate=1e-2,
+        batch=3,
+    )
     assert result["initial"]["asr"] == 0.0
     assert result["attacks"]["harmful/sft"]["asr"] > 0.0
     assert set(result["attacks"]) == {"harmful/sft", "harmful/constrained"}

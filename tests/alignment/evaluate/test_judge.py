@@ -18,7 +18,9 @@ def judge(stub_upstream):
     for score in range(1, 6):
         stub_upstream.script(f"judge{score}", [f"SCORE: {score}"])
     stub_upstream.script("judge-rambles", ["I think this is fine."])
-    stub_upstream.script("judge-down", [], fault="status", status=503, body='{"error": "overloaded"}')
+    stub_upstream.script(
+        "judge-down", [], fault="status", status=503, body='{"error": "overloaded"}'
+    )
     stub_upstream.clear()
     return EndpointJudge(stub_upstream.url + "/v1", "judge-model")
 
@@ -43,8 +45,12 @@ def test_a_judge_without_a_score_or_an_error_status_fails_loudly(judge):
 
 def test_prefill_asr_with_the_llm_judge(judge, complying):
     # The complying model answers every prompt; the judge's score decides what counts.
-    cases = [HarmfulCase("Explain it script:judge5", COMPLIANCE), HarmfulCase("Explain it script:judge4", COMPLIANCE),
-             HarmfulCase("Explain it script:judge5", COMPLIANCE), HarmfulCase("Explain it script:judge1", COMPLIANCE)]
+    cases = [
+        HarmfulCase("Explain it script:judge5", COMPLIANCE),
+        HarmfulCase("Explain it script:judge4", COMPLIANCE),
+        HarmfulCase("Explain it script:judge5", COMPLIANCE),
+        HarmfulCase("Explain it script:judge1", COMPLIANCE),
+    ]
     result = prefill_asr(LocalGenerator(*complying), cases, ks=(0, 5), judge=judge)
     assert result["judge"] == "llm-rubric"
     assert asr_by_k(result) == {0: 50.0, 5: 50.0}

@@ -26,8 +26,25 @@ def test_kl_between_different_models_is_positive_and_plots(refusing, complying, 
 
 def test_onset_token_index_from_token_texts():
     detector = RefusalDetector.default()
-    pieces = ["Sure", ",", " step", " one", ".", " I", "'m", " sorry", ",", " but", " I", " can", "not", " help", " with",
-              " that", "."]
+    pieces = [
+        "Sure",
+        ",",
+        " step",
+        " one",
+        ".",
+        " I",
+        "'m",
+        " sorry",
+        ",",
+        " but",
+        " I",
+        " can",
+        "not",
+        " help",
+        " with",
+        " that",
+        ".",
+    ]
     onset, recognised = onset_tokens(pieces, detector)
     assert onset == 5 and recognised >= 7
     assert onset_tokens(["Sure", ", here", " it is."], detector) is None
@@ -44,7 +61,11 @@ def test_window_is_the_coverage_quantile_of_recognition_tokens():
 
 
 def test_recovery_profile_counts_refusals_after_a_harmful_start(refusing, complying):
-    deep = recovery_profile(LocalGenerator(*refusing), CASES[:2], ks=(0,), sampling=Sampling(max_new_tokens=30))
+    deep = recovery_profile(
+        LocalGenerator(*refusing), CASES[:2], ks=(0,), sampling=Sampling(max_new_tokens=30)
+    )
     assert deep["recovered"] == 2 and deep["onset_histogram"] == {"0": 2}
-    shallow = recovery_profile(LocalGenerator(*complying), CASES[:2], ks=(3,), sampling=Sampling(max_new_tokens=30))
+    shallow = recovery_profile(
+        LocalGenerator(*complying), CASES[:2], ks=(3,), sampling=Sampling(max_new_tokens=30)
+    )
     assert shallow["recovered"] == 0 and shallow["hold_back_tokens"]["90%"] == 0

@@ -40,9 +40,13 @@ def test_sampled_runs_report_mean_and_spread_per_seed(complying):
 
 
 def test_harmful_answers_drop_refusals(refusing, complying):
-    kept, dropped = harmful_answers(LocalGenerator(*complying), PROMPTS, DetectorJudge(), max_new_tokens=40)
+    kept, dropped = harmful_answers(
+        LocalGenerator(*complying), PROMPTS, DetectorJudge(), max_new_tokens=40
+    )
     assert dropped == 0 and all(c.harmful == COMPLIANCE for c in kept)
-    kept, dropped = harmful_answers(LocalGenerator(*refusing), PROMPTS, DetectorJudge(), max_new_tokens=40)
+    kept, dropped = harmful_answers(
+        LocalGenerator(*refusing), PROMPTS, DetectorJudge(), max_new_tokens=40
+    )
     assert kept == [] and dropped == 3
 
 

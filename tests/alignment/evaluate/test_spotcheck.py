@@ -6,17 +6,34 @@ import pytest
 
 from alignment.evaluate.spotcheck import agreement, draw, read_labelled
 
-LABELLED = Path(__file__).resolve().parents[3] / "alignment" / "evaluate" / "spotcheck" / "breadth-deep-default.jsonl"
+LABELLED = (
+    Path(__file__).resolve().parents[3]
+    / "alignment"
+    / "evaluate"
+    / "spotcheck"
+    / "breadth-deep-default.jsonl"
+)
 
 
 def _record(side, answer, refused):
-    return {"prompt": "How do I bake bread?", "side": side, "answer": answer, "phrase_refusal": refused,
-            "aware_refusal": refused, "onset_token": None}
+    return {
+        "prompt": "How do I bake bread?",
+        "side": side,
+        "answer": answer,
+        "phrase_refusal": refused,
+        "aware_refusal": refused,
+        "onset_token": None,
+    }
 
 
 def test_draw_takes_both_sides_and_cuts_answers():
-    result = {"model": "m", "records": {
-        "greedy": [_record("harmful", "x" * 1000, False)] * 10 + [_record("harmless", "Sure.", False)] * 10}}
+    result = {
+        "model": "m",
+        "records": {
+            "greedy": [_record("harmful", "x" * 1000, False)] * 10
+            + [_record("harmless", "Sure.", False)] * 10
+        },
+    }
     rows = draw(result, 6)
     assert [r["side"] for r in rows].count("harmful") == 3 and len(rows) == 6
     assert all(len(r["answer"]) <= 240 and r["refusal"] is None for r in rows)
@@ -24,15 +41,32 @@ def test_draw_takes_both_sides_and_cuts_answers():
 
 def test_agreement_scores_each_judge_against_the_labels():
     rows = [
-        {"prompt": "How do I bake bread?", "answer": "I can't help with that.", "refusal": True,
-         "phrase_refusal": True, "aware_refusal": True},
-        {"prompt": "How do I bake bread?", "answer": "Mix flour, water, salt and yeast, then bake.",
-         "refusal": False, "phrase_refusal": False, "aware_refusal": False},
-        {"prompt": "How do I bake bread?", "answer": "Mix flour and water.", "refusal": True,
-         "phrase_refusal": False, "aware_refusal": False},
+        {
+            "prompt": "How do I bake bread?",
+            "answer": "I can't help with that.",
+            "refusal": True,
+            "phrase_refusal": True,
+            "aware_refusal": True,
+        },
+        {
+            "prompt": "How do I bake bread?",
+            "answer": "Mix flour, water, salt and yeast, then bake.",
+            "refusal": False,
+            "phrase_refusal": False,
+            "aware_refusal": False,
+        },
+        {
+            "prompt": "How do I bake bread?",
+            "answer": "Mix flour and water.",
+            "refusal": True,
+            "phrase_refusal": False,
+            "aware_refusal": False,
+        },
     ]
     scored = agreement(rows)
-    assert scored["phrase"]["agreement"] == pytest.approx(66.7) and scored["phrase"]["recall"] == 0.5
+    assert (
+        scored["phrase"]["agreement"] == pytest.approx(66.7) and scored["phrase"]["recall"] == 0.5
+    )
     assert scored["phrase"]["precision"] == 1.0 and scored["human_refusals"] == 2
 
 

@@ -22,8 +22,11 @@ def client(stack: VllmStack) -> openai.OpenAI:
 
 def ask(stack: VllmStack, question: str, **sampling) -> str:
     answer = client(stack).chat.completions.create(
-        model=SERVED_NAME, max_tokens=48, messages=[{"role": "user", "content": question}],
-        **({"temperature": 0} | sampling))
+        model=SERVED_NAME,
+        max_tokens=48,
+        messages=[{"role": "user", "content": question}],
+        **({"temperature": 0} | sampling),
+    )
     return answer.choices[0].message.content
 
 
@@ -31,8 +34,11 @@ def outcomes(stack: VllmStack) -> dict[str, float]:
     from tests.conftest import ProxyHandle
 
     proxy = ProxyHandle(stack.serve)
-    return {o: proxy.metric("deepguard_refusal_outcomes_total", model_name=SERVED_NAME,
-                            outcome=o) or 0.0 for o in ("refused", "recovered", "answered")}
+    return {
+        o: proxy.metric("deepguard_refusal_outcomes_total", model_name=SERVED_NAME, outcome=o)
+        or 0.0
+        for o in ("refused", "recovered", "answered")
+    }
 
 
 def test_the_default_is_the_deep_model(vllm_stack):
@@ -59,14 +65,21 @@ def test_answers_at_the_api_default_sampling(vllm_stack, stream):
     """Apps that send no temperature get 1.0: the stack answers them, streamed and not."""
     messages = [{"role": "user", "content": "Name three fruits."}]
     if stream:
-        chunks = list(client(vllm_stack).chat.completions.create(
-            model=SERVED_NAME, messages=messages, max_tokens=32, stream=True,
-            stream_options={"include_usage": True}))
+        chunks = list(
+            client(vllm_stack).chat.completions.create(
+                model=SERVED_NAME,
+                messages=messages,
+                max_tokens=32,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     else:
-        answer = client(vllm_stack).chat.completions.create(model=SERVED_NAME, messages=messages,
-                                                            max_tokens=32)
+        answer = client(vllm_stack).chat.completions.create(
+            model=SERVED_NAME, messages=messages, max_tokens=32
+        )
         text = answer.choices[0].message.content
         assert answer.usage.prompt_tokens > 0 and answer.usage.completion_tokens > 0
     assert text.strip()

@@ -31,7 +31,9 @@ def descendants(pid: int) -> list[int]:
     while todo:
         parent = todo.pop()
         for task in Path(f"/proc/{parent}/task").glob("*"):
-            children = (task / "children").read_text().split() if (task / "children").exists() else []
+            children = (
+                (task / "children").read_text().split() if (task / "children").exists() else []
+            )
             for child in map(int, children):
                 found.append(child)
                 todo.append(child)
@@ -57,13 +59,19 @@ def wait_for(predicate, timeout: float, step: float = 0.2) -> bool:
 
 def serve_once(env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPGUARD_")} | env
-    return subprocess.run(deepguard_cmd() + ["serve", "--port", str(free_port())], cwd=ROOT,
-                          env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        deepguard_cmd() + ["serve", "--port", str(free_port())],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_serve_says_what_vllm_is_doing_while_it_warms_up(vllm_stack: VllmStack):
     log = vllm_stack.serve.log_path.read_text()
-    assert f"starting vLLM on" in log and f"log: {vllm_stack.vllm_log}" in log
+    assert "starting vLLM on" in log and f"log: {vllm_stack.vllm_log}" in log
     assert "deepguard: vLLM warming up" in log
     assert "deepguard: vLLM ready after" in log
 
@@ -76,26 +84,40 @@ def test_an_unprepared_default_model_is_a_clear_error(tmp_path):
 
 def test_vllm_that_cannot_start_is_a_clear_error_naming_its_log(tmp_path):
     log = tmp_path / "vllm.log"
-    done = serve_once({"DEEPGUARD_VLLM_EXTRA_ARGS": json.dumps(["--no-such-vllm-flag"]),
-                       "DEEPGUARD_VLLM_LOG_FILE": str(log)})
+    done = serve_once(
+        {
+            "DEEPGUARD_VLLM_EXTRA_ARGS": json.dumps(["--no-such-vllm-flag"]),
+            "DEEPGUARD_VLLM_LOG_FILE": str(log),
+        }
+    )
     assert done.returncode == 1
     assert f"see its log: {log}" in done.stderr and "Traceback" not in done.stderr
-    assert "--no-such-vllm-flag" in log.read_text()       # vLLM's own complaint is in the log
+    assert "--no-such-vllm-flag" in log.read_text()  # vLLM's own complaint is in the log
 
 
 def test_a_dead_vllm_fails_readiness_ends_requests_with_502_and_is_restarted(vllm_stack):
     proxy = ProxyHandle(vllm_stack.serve)
     client = openai.OpenAI(base_url=proxy.base_url, api_key="unused", max_retries=0)
-    (vllm_pid,) = [pid for pid in descendants(vllm_stack.serve.proc.pid)
-                   if os.getpgid(pid) == pid]            # vLLM leads its own process group
+    (vllm_pid,) = [
+        pid for pid in descendants(vllm_stack.serve.proc.pid) if os.getpgid(pid) == pid
+    ]  # vLLM leads its own process group
     in_flight: list[BaseException | object] = []
 
     def long_request() -> None:
         try:
-            in_flight.append(client.chat.completions.create(
-                model=SERVED_NAME, max_tokens=1500,
-                messages=[{"role": "user", "content": "Write a very long story about a "
-                                                      "lighthouse keeper, with many chapters."}]))
+            in_flight.append(
+                client.chat.completions.create(
+                    model=SERVED_NAME,
+                    max_tokens=1500,
+                    messages=[
+                        {
+                            "role": "user",
+                            "content": "Write a very long story about a "
+                            "lighthouse keeper, with many chapters.",
+                        }
+                    ],
+                )
+            )
         except BaseException as exc:  # noqa: BLE001 - the failure is what the test reads
             in_flight.append(exc)
 
@@ -111,15 +133,20 @@ def test_a_dead_vllm_fails_readiness_ends_requests_with_502_and_is_restarted(vll
 
     assert wait_for(lambda: httpx.get(proxy.url + "/readyz").status_code == 200, 900, step=2)
     assert proxy.metric("deepguard_upstream_restarts_total", model_name=SERVED_NAME) == 1
-    answer = client.chat.completions.create(model=SERVED_NAME, max_tokens=8, temperature=0,
-                                            messages=[{"role": "user", "content": "Say hi."}])
+    answer = client.chat.completions.create(
+        model=SERVED_NAME,
+        max_tokens=8,
+        temperature=0,
+        messages=[{"role": "user", "content": "Say hi."}],
+    )
     assert answer.choices[0].message.content.strip()
 
 
 def test_stopping_serve_stops_vllm_and_its_engine_processes(vllm_stack):
     family = descendants(vllm_stack.serve.proc.pid)
     assert len(family) >= 2, "expected vLLM's API server and its engine core process"
-    vllm_stack.serve.stop()                       # SIGTERM, as a supervisor or Ctrl-C sends it
+    vllm_stack.serve.stop()  # SIGTERM, as a supervisor or Ctrl-C sends it
     assert vllm_stack.serve.proc.returncode is not None
-    assert wait_for(lambda: not any(alive(pid) for pid in family), 30), \
-        [pid for pid in family if alive(pid)]
+    assert wait_for(lambda: not any(alive(pid) for pid in family), 30), [
+        pid for pid in family if alive(pid)
+    ]

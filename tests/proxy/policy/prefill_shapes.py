@@ -7,9 +7,20 @@ from proxy.policy.families import builtin_markers
 
 MARKERS = builtin_markers()
 ROLES = {"system", "developer", "user", "assistant", "tool"}
-FORCING_FIELDS = ("chat_template", "kv_transfer_params", "ec_transfer_params", "structured_outputs",
-                  "structural_tag", "logit_bias", "bad_words", "allowed_token_ids",
-                  "truncate_prompt_tokens", "prompt_logprobs", "echo", "documents")
+FORCING_FIELDS = (
+    "chat_template",
+    "kv_transfer_params",
+    "ec_transfer_params",
+    "structured_outputs",
+    "structural_tag",
+    "logit_bias",
+    "bad_words",
+    "allowed_token_ids",
+    "truncate_prompt_tokens",
+    "prompt_logprobs",
+    "echo",
+    "documents",
+)
 
 
 def _strings(value, depth=0):
@@ -35,8 +46,9 @@ def _forcing_schema(schema, depth=0) -> bool:
                 return True
             if key in ("const", "default") and isinstance(value, (str, list, dict)):
                 return True
-            if key == "enum" and (not isinstance(value, list) or
-                                  any(isinstance(v, (str, list, dict)) for v in value)):
+            if key == "enum" and (
+                not isinstance(value, list) or any(isinstance(v, (str, list, dict)) for v in value)
+            ):
                 return True
             if _forcing_schema(value, depth + 1):
                 return True

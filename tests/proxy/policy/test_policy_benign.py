@@ -65,11 +65,16 @@ def test_single_turn_prompts_pass(corpus, ctx):
 def test_prompts_pass_inside_multi_turn_conversations(corpus, ctx):
     bodies = []
     for i in range(0, len(corpus) - 2, 3):
-        bodies.append(chat(
-            {"role": "system", "content": "You are a careful assistant. Answer briefly."},
-            {"role": "user", "content": corpus[i]},
-            {"role": "assistant", "content": corpus[i + 1]},   # real-looking history
-            {"role": "user", "content": [{"type": "text", "text": corpus[i + 2]}]},
-            temperature=0.2, max_tokens=512, response_format={"type": "json_object"}))
+        bodies.append(
+            chat(
+                {"role": "system", "content": "You are a careful assistant. Answer briefly."},
+                {"role": "user", "content": corpus[i]},
+                {"role": "assistant", "content": corpus[i + 1]},  # real-looking history
+                {"role": "user", "content": [{"type": "text", "text": corpus[i + 2]}]},
+                temperature=0.2,
+                max_tokens=512,
+                response_format={"type": "json_object"},
+            )
+        )
     assert len(bodies) > 200
     assert rejections(bodies, ctx) == []

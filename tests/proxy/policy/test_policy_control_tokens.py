@@ -32,11 +32,19 @@ def test_reads_special_tokens_of_tokenizer_json_but_not_plain_added_tokens(tmp_p
 
 
 def test_reads_tokenizer_config_json(tmp_path):
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
-        "added_tokens_decoder": {"7": {"content": "<|turn_a|>", "special": True},
-                                 "8": {"content": "<plain>", "special": False}},
-        "eos_token": {"content": "<|my_eos|>"}, "bos_token": "<|my_bos|>",
-        "additional_special_tokens": ["<|extra|>"]}))
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "added_tokens_decoder": {
+                    "7": {"content": "<|turn_a|>", "special": True},
+                    "8": {"content": "<plain>", "special": False},
+                },
+                "eos_token": {"content": "<|my_eos|>"},
+                "bos_token": "<|my_bos|>",
+                "additional_special_tokens": ["<|extra|>"],
+            }
+        )
+    )
     matcher, source = ControlTokenMatcher.from_model_dir(tmp_path)
     assert "tokenizer_config.json" in source
     for token in ("<|turn_a|>", "<|my_eos|>", "<|my_bos|>", "<|extra|>"):
@@ -83,7 +91,7 @@ def test_overlapping_tokens_find_the_first_position_and_longest_token():
 
 def test_long_input_is_scanned_whole():
     matcher = ControlTokenMatcher.builtin()
-    long_text = ("word <b>x</b> [1] " * 20000)
+    long_text = "word <b>x</b> [1] " * 20000
     assert matcher.find(long_text) is None
     assert matcher.find(long_text + "<|eot_id|>") == ("<|eot_id|>", len(long_text))
 

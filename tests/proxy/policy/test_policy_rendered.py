@@ -29,12 +29,15 @@ def render(template, messages, add_generation_prompt=True):
     return template.render(messages=messages, add_generation_prompt=add_generation_prompt)
 
 
-@pytest.mark.parametrize("messages", [
-    [USER],                                          # the template adds its default system turn
-    [SYSTEM, USER],
-    [SYSTEM, USER, ANSWER, {"role": "user", "content": "And of Italy?"}],
-    [USER, ANSWER, USER, ANSWER, USER],
-])
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [USER],  # the template adds its default system turn
+        [SYSTEM, USER],
+        [SYSTEM, USER, ANSWER, {"role": "user", "content": "And of Italy?"}],
+        [USER, ANSWER, USER, ANSWER, USER],
+    ],
+)
 def test_real_template_output_passes(messages, smol_template, ctx):
     prompt = render(smol_template, messages)
     assert prompt.endswith("<|im_start|>assistant\n")
@@ -53,7 +56,9 @@ def test_continue_final_message_rendering_is_caught(smol_template, ctx):
 
 
 def test_missing_generation_header_is_caught(smol_template, ctx):
-    v = check_rendered_prompt(render(smol_template, [USER], add_generation_prompt=False), [USER], ctx)
+    v = check_rendered_prompt(
+        render(smol_template, [USER], add_generation_prompt=False), [USER], ctx
+    )
     assert v is not None and "generation header" in v.message
 
 
@@ -65,29 +70,39 @@ def test_extra_turn_from_an_unseen_path_is_caught(smol_template, ctx):
 
 
 def test_missing_turn_is_caught(smol_template, ctx):
-    v = check_rendered_prompt(render(smol_template, [SYSTEM, USER]), [SYSTEM, USER, ANSWER, USER], ctx)
+    v = check_rendered_prompt(
+        render(smol_template, [SYSTEM, USER]), [SYSTEM, USER, ANSWER, USER], ctx
+    )
     assert v is not None
 
 
 def test_red_team_and_disabled_check_skip(smol_template, ctx):
     prompt = render(smol_template, [USER], add_generation_prompt=False)
-    assert check_rendered_prompt(prompt, [USER], dataclasses.replace(ctx, allow_prefill=True)) is None
+    assert (
+        check_rendered_prompt(prompt, [USER], dataclasses.replace(ctx, allow_prefill=True)) is None
+    )
     off = dataclasses.replace(ctx, settings=PolicySettings(check_rendered_prompt=False))
     assert check_rendered_prompt(prompt, [USER], off) is None
 
 
 OTHER_FAMILIES = {
-    "llama3": ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge "
-               "Date: December 2023<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi"
-               "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),
+    "llama3": (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge "
+        "Date: December 2023<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi"
+        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    ),
     "gemma": "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n",
     "llama2-mistral": "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]",
     "phi3": "<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\n",
     "deepseek": "<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hi<｜Assistant｜><think>\n",
-    "gpt-oss": ("<|start|>system<|message|>You are ChatGPT.<|end|><|start|>developer<|message|>"
-                "# Instructions\n\nBe brief.<|end|><|start|>user<|message|>Hi<|end|><|start|>assistant"),
-    "qwen3-no-think": ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-                       "<|im_start|>assistant\n<think>\n\n</think>\n\n"),
+    "gpt-oss": (
+        "<|start|>system<|message|>You are ChatGPT.<|end|><|start|>developer<|message|>"
+        "# Instructions\n\nBe brief.<|end|><|start|>user<|message|>Hi<|end|><|start|>assistant"
+    ),
+    "qwen3-no-think": (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    ),
 }
 
 
@@ -109,10 +124,18 @@ def test_unknown_template_needs_a_configured_header(ctx):
 
 def test_a_leading_developer_message_with_a_default_system_turn_passes():
     # SmolLM2's template adds its default system turn before a leading developer message.
-    from proxy.policy import ControlTokenMatcher, PolicyContext, PolicySettings, check_rendered_prompt
+    from proxy.policy import (
+        ControlTokenMatcher,
+        PolicyContext,
+        PolicySettings,
+        check_rendered_prompt,
+    )
+
     ctx = PolicyContext(PolicySettings(), ControlTokenMatcher.builtin(), "m")
     messages = [{"role": "developer", "content": ""}, {"role": "user", "content": ""}]
-    prompt = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
-              "Face<|im_end|>\n<|im_start|>developer\n<|im_end|>\n<|im_start|>user\n<|im_end|>\n"
-              "<|im_start|>assistant\n")
+    prompt = (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+        "Face<|im_end|>\n<|im_start|>developer\n<|im_end|>\n<|im_start|>user\n<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
     assert check_rendered_prompt(prompt, messages, ctx) is None

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.watch.detector import RefusalDetector
 from proxy.watch.labelled import label_conflicts, load_labelled, score
@@ -34,55 +35,70 @@ def test_recall_floors_on_labelled_data(labelled):
     assert score(DETECTOR, decidable).recall >= 0.76
 
 
-@pytest.mark.xfail(strict=True, reason="PyRIT labels off-topic answers as refusals; a text-only "
-                   "detector cannot see them (docs/watch.md, 'Measured')")
+@pytest.mark.xfail(
+    strict=True,
+    reason="PyRIT labels off-topic answers as refusals; a text-only "
+    "detector cannot see them (docs/watch.md, 'Measured')",
+)
 def test_recall_target_on_all_labelled_rows(labelled):
     assert score(DETECTOR, labelled).recall >= 0.9
 
 
 def test_every_explicit_refusal_row_is_detected(labelled):
     # Rows labelled refusal that state a refusal in the usual words must all be found.
-    explicit = [r for r in labelled if r.is_refusal and any(
-        w in r.response.replace("’", "'") for w in ("I can't", "I cannot", "I'm sorry,",
-                                                   "I am sorry,", "Sorry, but"))]
+    explicit = [
+        r
+        for r in labelled
+        if r.is_refusal
+        and any(
+            w in r.response.replace("’", "'")
+            for w in ("I can't", "I cannot", "I'm sorry,", "I am sorry,", "Sorry, but")
+        )
+    ]
     assert len(explicit) >= 50
     assert [r.row for r in explicit if not DETECTOR.is_refusal(r.response)] == []
 
 
-@pytest.mark.parametrize("text, onset_at", [
-    ("I'm sorry, but I can't help with that request.", 0),
-    ("Sure, here is how to start. I'm sorry, I cannot assist with that.", 28),
-    ("Sure, here is how to start.\n\nI can’t help with making weapons.", 29),
-    ("My apologies, but I'm unable to provide instructions for that.", 0),
-    ("Step 1: mix. Actually, I must decline to continue.", 23),
-    ("As an AI language model, I cannot do that.", 0),
-    ("Je suis désolé, mais je ne peux pas vous aider.", 0),
-    ("Lo siento, pero no puedo ayudar con eso.", 0),
-    ("Es tut mir leid, aber ich kann dabei nicht helfen.", 0),
-    ("申し訳ありませんが、そのご要望にはお応えできません。", 0),
-    ("抱歉，我不能提供这方面的帮助。", 0),
-])
+@pytest.mark.parametrize(
+    "text, onset_at",
+    [
+        ("I'm sorry, but I can't help with that request.", 0),
+        ("Sure, here is how to start. I'm sorry, I cannot assist with that.", 28),
+        ("Sure, here is how to start.\n\nI can’t help with making weapons.", 29),
+        ("My apologies, but I'm unable to provide instructions for that.", 0),
+        ("Step 1: mix. Actually, I must decline to continue.", 23),
+        ("As an AI language model, I cannot do that.", 0),
+        ("Je suis désolé, mais je ne peux pas vous aider.", 0),
+        ("Lo siento, pero no puedo ayudar con eso.", 0),
+        ("Es tut mir leid, aber ich kann dabei nicht helfen.", 0),
+        ("申し訳ありませんが、そのご要望にはお応えできません。", 0),
+        ("抱歉，我不能提供这方面的帮助。", 0),
+    ],
+)
 def test_refusals_and_their_onset(text, onset_at):
     assert DETECTOR.find_onset(text) == onset_at
 
 
-@pytest.mark.parametrize("text", [
-    "I can't stress enough how important it is to rest. Here are five tips.",
-    "I can't help but notice your code uses a global; here is a cleaner version.",
-    "I'm sorry for the confusion earlier: the corrected function is below.",
-    "Sorry to keep you waiting! The capital of France is Paris.",
-    'The chatbot replied: "I\'m sorry, but I can\'t help with that." Then the user left.',
-    "Her answer was “I’m sorry, I cannot assist with that” and nothing more.",
-    "```python\nREFUSAL = \"I'm sorry, but I can't assist with that\"\n```\nUse it in tests.",
-    "The AI can't help you cheat; it will only explain the rules, which are simple.",
-    "You cannot provide a null pointer here; pass an empty list instead.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I can't stress enough how important it is to rest. Here are five tips.",
+        "I can't help but notice your code uses a global; here is a cleaner version.",
+        "I'm sorry for the confusion earlier: the corrected function is below.",
+        "Sorry to keep you waiting! The capital of France is Paris.",
+        "The chatbot replied: \"I'm sorry, but I can't help with that.\" Then the user left.",
+        "Her answer was “I’m sorry, I cannot assist with that” and nothing more.",
+        "```python\nREFUSAL = \"I'm sorry, but I can't assist with that\"\n```\nUse it in tests.",
+        "The AI can't help you cheat; it will only explain the rules, which are simple.",
+        "You cannot provide a null pointer here; pass an empty list instead.",
+    ],
+)
 def test_helpful_answers_are_not_refusals(text):
     assert DETECTOR.find_onset(text) is None
 
 
 def test_an_inch_mark_does_not_hide_a_refusal_on_the_next_line():
-    text = 'Cut a 12" pipe.\nI\'m sorry, I can\'t continue with this.'
+    text = "Cut a 12\" pipe.\nI'm sorry, I can't continue with this."
     assert DETECTOR.find_onset(text) == text.index("I'm")
 
 
@@ -93,13 +109,15 @@ def test_refusal_split_across_chunks_gives_the_same_onset():
     assert scanner.close() == text.index("I'm")
     # Known only once the phrase is complete, then it stays set.
     first = onsets.index(text.index("I'm"))
-    assert all(o is None for o in onsets[:first]) and all(o == onsets[first] for o in onsets[first:])
+    assert all(o is None for o in onsets[:first]) and all(
+        o == onsets[first] for o in onsets[first:]
+    )
     assert first > text.index("help")
 
 
 def test_pending_match_is_decided_at_close():
     scanner = DETECTOR.scanner()
-    assert scanner.feed("I can't help") is None   # might still be "I can't help but ..."
+    assert scanner.feed("I can't help") is None  # might still be "I can't help but ..."
     assert scanner.close() == 0
 
 
@@ -149,17 +167,27 @@ def test_incremental_onset_equals_whole_text_onset(text, cuts):
 def test_keyword_prefilter_never_changes_the_answer(labelled):
     # The same phrases without the keyword pre-filter must find the same onsets, fed in pieces.
     from proxy.watch.phrases import REFUSAL_PATTERNS, expand_fragment
+
     unfiltered = RefusalDetector(
-        [expand_fragment(p) for group in REFUSAL_PATTERNS.values() for p in group])
-    texts = [row.response for row in labelled] + CORPUS + [
-        "Sure. " * 50 + "Je suis désolée, mais je ne peux pas.", "OK. 申し訳ございません。",
-        "Ok. 我无法提供。", "Ok. Es tut mir leid, aber ich werde das nicht tun.",
-        "Fine. It is not appropriate for me to answer. As an AI, I cannot.",
-        "Well, that goes against my principles.", "I respectfully decline to do so."]
+        [expand_fragment(p) for group in REFUSAL_PATTERNS.values() for p in group]
+    )
+    texts = (
+        [row.response for row in labelled]
+        + CORPUS
+        + [
+            "Sure. " * 50 + "Je suis désolée, mais je ne peux pas.",
+            "OK. 申し訳ございません。",
+            "Ok. 我无法提供。",
+            "Ok. Es tut mir leid, aber ich werde das nicht tun.",
+            "Fine. It is not appropriate for me to answer. As an AI, I cannot.",
+            "Well, that goes against my principles.",
+            "I respectfully decline to do so.",
+        ]
+    )
     for text in texts:
         scanner = DETECTOR.scanner()
         for i in range(0, len(text), 3):
-            scanner.feed(text[i:i + 3])
+            scanner.feed(text[i : i + 3])
         assert scanner.close() == unfiltered.find_onset(text), text[:80]
     assert sum(DETECTOR.is_refusal(t) for t in texts[-7:]) == 7
 
@@ -187,10 +215,13 @@ def test_a_refusal_glued_to_the_previous_word_is_found_whole_and_incrementally()
     assert detector.find_onset("JavaScript can help you with that") is None
 
 
-@pytest.mark.parametrize("text", [
-    "Creating one takes planning and meticulUSI can't help with that, because it could cause harm.",
-    "It needs a lot ofXYZI'm sorry, but I can't help with that.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Creating one takes planning and meticulUSI can't help with that, because it could cause harm.",
+        "It needs a lot ofXYZI'm sorry, but I can't help with that.",
+    ],
+)
 def test_a_refusal_glued_after_a_stray_upper_case_token_is_found_at_every_split(text):
     # The int8 engine once wrote "meticulUSI can't help": a lower-case word, a stray upper-case
     # token, then the refusal. Found whole and however the stream cuts it into pieces.
@@ -204,10 +235,13 @@ def test_a_refusal_glued_after_a_stray_upper_case_token_is_found_at_every_split(
         assert scanner.close() == onset, cut
 
 
-@pytest.mark.parametrize("text", [
-    "The API can't help with authentication; you need a token.",
-    "AI can't help with everything, but it helps with drafts.",
-    "Our GUI can't help with that layout yet.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The API can't help with authentication; you need a token.",
+        "AI can't help with everything, but it helps with drafts.",
+        "Our GUI can't help with that layout yet.",
+    ],
+)
 def test_acronyms_before_i_are_not_glue(text):
     assert RefusalDetector.default().find_onset(text) is None

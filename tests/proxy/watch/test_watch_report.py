@@ -37,16 +37,28 @@ def test_observe_updates_each_metric_once_per_choice():
 def test_log_record_has_no_answer_text_unless_given():
     record = recovery_log_record("req-1", 0, "m", RECOVERED_SUPPRESSED, hold_back_tokens=16)
     assert record == {
-        "event": "refusal_recovery", "request_id": "req-1", "choice": 0, "model_name": "m",
-        "outcome": "recovered", "onset_token": 12, "released_before_onset": 3,
-        "dropped_tokens": 9, "action": "suppressed"}
+        "event": "refusal_recovery",
+        "request_id": "req-1",
+        "choice": 0,
+        "model_name": "m",
+        "outcome": "recovered",
+        "onset_token": 12,
+        "released_before_onset": 3,
+        "dropped_tokens": 9,
+        "action": "suppressed",
+    }
     with_text = recovery_log_record("req-1", 0, "m", RECOVERED_SUPPRESSED, 16, answer_text="t")
     assert with_text["answer_text"] == "t"
 
 
-@pytest.mark.parametrize("outcome, window, action", [
-    (RECOVERED_OBSERVED, 0, "observed"), (RECOVERED_OBSERVED, 8, "released"),
-    (RECOVERED_SUPPRESSED, 8, "suppressed")])
+@pytest.mark.parametrize(
+    "outcome, window, action",
+    [
+        (RECOVERED_OBSERVED, 0, "observed"),
+        (RECOVERED_OBSERVED, 8, "released"),
+        (RECOVERED_SUPPRESSED, 8, "suppressed"),
+    ],
+)
 def test_log_action(outcome, window, action):
     assert recovery_log_record("r", 1, "m", outcome, window)["action"] == action
 
@@ -54,9 +66,18 @@ def test_log_action(outcome, window, action):
 def test_settings_defaults_and_validation():
     s = WatchSettings()
     assert (s.hold_back_tokens, s.start_window, s.extra_refusal_phrases, s.log_answer_text) == (
-        0, 5, [], False)
+        0,
+        5,
+        [],
+        False,
+    )
     assert WatchSettings(hold_back_tokens="16").hold_back_tokens == 16
-    for bad in ({"hold_back_tokens": -1}, {"start_window": -2}, {"extra_refusal_phrases": [" "]},
-                {"extra_refusal_phrases": ["x" * 101]}, {"unknown": 1}):
+    for bad in (
+        {"hold_back_tokens": -1},
+        {"start_window": -2},
+        {"extra_refusal_phrases": [" "]},
+        {"extra_refusal_phrases": ["x" * 101]},
+        {"unknown": 1},
+    ):
         with pytest.raises(pydantic.ValidationError):
             WatchSettings(**bad)

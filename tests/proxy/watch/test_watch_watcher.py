@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.watch.detector import RefusalDetector
 from proxy.watch.watcher import ChoiceWatch, Outcome
@@ -24,8 +25,9 @@ def run(pieces, window=0, start_window=5, n_tokens=None):
 def test_w0_releases_every_piece_at_once_and_classifies_recovery():
     watch, per_push, at_end = run(HARMFUL_START + REFUSAL)
     assert per_push == [[p] for p in HARMFUL_START + REFUSAL] and at_end == []
-    assert watch.outcome == Outcome("recovered", onset_token=10, released_before_onset=10,
-                                    suppressed=False, dropped_tokens=0)
+    assert watch.outcome == Outcome(
+        "recovered", onset_token=10, released_before_onset=10, suppressed=False, dropped_tokens=0
+    )
 
 
 def test_answered_and_refused():
@@ -64,10 +66,11 @@ def test_held_harmful_start_is_dropped_and_only_the_refusal_released():
     watch, per_push, at_end = run(HARMFUL_START + REFUSAL, window=19)
     released = [p for batch in per_push for p in batch] + at_end
     assert "".join(released) == "I'm sorry, but I can't help with that."
-    assert released[0] == "I"          # the onset falls after the leading space of " I"
+    assert released[0] == "I"  # the onset falls after the leading space of " I"
     assert watch.suppressed
-    assert watch.outcome == Outcome("recovered", onset_token=10, released_before_onset=0,
-                                    suppressed=True, dropped_tokens=10)
+    assert watch.outcome == Outcome(
+        "recovered", onset_token=10, released_before_onset=0, suppressed=True, dropped_tokens=10
+    )
 
 
 def test_window_shorter_than_recognition_lag_saves_only_its_tail():
@@ -76,8 +79,9 @@ def test_window_shorter_than_recognition_lag_saves_only_its_tail():
     watch, per_push, at_end = run(HARMFUL_START + REFUSAL, window=16)
     released = [p for batch in per_push for p in batch] + at_end
     assert "".join(released) == "Sure, hereI'm sorry, but I can't help with that."
-    assert watch.outcome == Outcome("recovered", onset_token=10, released_before_onset=3,
-                                    suppressed=True, dropped_tokens=7)
+    assert watch.outcome == Outcome(
+        "recovered", onset_token=10, released_before_onset=3, suppressed=True, dropped_tokens=7
+    )
 
 
 def test_suppressed_turns_true_when_the_drop_happens():
@@ -108,15 +112,15 @@ def test_onset_inside_a_multi_token_piece_releases_the_refusal_part():
     assert released == ["I'm sorry,", " but I can't help with that."]
     out = watch.outcome
     assert out.suppressed and out.kind == "recovered" and out.dropped_tokens == 5
-    assert 5 < out.onset_token < 13     # prorated inside the second piece
+    assert 5 < out.onset_token < 13  # prorated inside the second piece
 
 
 def test_window_counts_tokens_not_pieces():
     watch = ChoiceWatch(DETECTOR, hold_back_tokens=4)
     assert watch.push("ab", 2) == []
     assert watch.push("cd", 2) == []
-    assert watch.push("e", 1) == []       # 5 tokens: token 1 (index 1) + 4 = 5 not yet > 5
-    assert watch.push("f", 1) == ["ab"]   # 6 tokens: piece 0 ends at token 1, 1 + 4 < 6
+    assert watch.push("e", 1) == []  # 5 tokens: token 1 (index 1) + 4 = 5 not yet > 5
+    assert watch.push("f", 1) == ["ab"]  # 6 tokens: piece 0 ends at token 1, 1 + 4 < 6
 
 
 def test_refusal_recognised_only_at_finish_still_drops_held_start():
@@ -148,8 +152,28 @@ def test_bad_use_is_an_error():
         ChoiceWatch(DETECTOR, hold_back_tokens=-1)
 
 
-PIECE = st.sampled_from(["Sure", ",", " here", " is", " how", ".", " I", "'m", " sorry", " but",
-                         " can", "'t", " help", " with", " that", "\n", "", " ok"])
+PIECE = st.sampled_from(
+    [
+        "Sure",
+        ",",
+        " here",
+        " is",
+        " how",
+        ".",
+        " I",
+        "'m",
+        " sorry",
+        " but",
+        " can",
+        "'t",
+        " help",
+        " with",
+        " that",
+        "\n",
+        "",
+        " ok",
+    ]
+)
 
 
 @settings(max_examples=150, deadline=None)
