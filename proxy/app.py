@@ -20,12 +20,12 @@ from proxy.chat_service import ChatService, own_upstream_error
 from proxy.config import Settings
 from proxy.errors import JSON, APIError, error_body
 from proxy.history import build_store
+from proxy.key_slots import build_key_slots
 from proxy.metrics import Metrics
 from proxy.policy import ControlTokenMatcher
 from proxy.readiness import probe_forever
 from proxy.routes import chat, health, models, unsupported
 from proxy.routes import metrics as metrics_route
-from proxy.routes.deps import KeySlots
 from proxy.upstream import Upstream, UpstreamError
 from proxy.watch import RefusalDetector
 
@@ -141,7 +141,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.chat = ChatService(
             upstream, metrics, detector, control_tokens, settings, history, secret
         )
-        app.state.key_slots = KeySlots(settings.auth, up.max_connections)
+        key_slots = app.state.key_slots = build_key_slots(settings.auth, up.max_connections)
+        if hasattr(key_slots, "start"):
+            await key_slots.start()
         app.state.readiness = None  # the background probe's latest answer
         # Everything built so far lives as long as the process: move it out of the collector's
         # reach, so full collections under load only walk the objects of requests in flight.
@@ -158,6 +160,7 @@ def create_app(settings: Settings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await prober
             await upstream.aclose()
+            await key_slots.aclose()
             if history is not None:
                 await history.aclose()
 

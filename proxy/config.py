@@ -35,6 +35,11 @@ class ServerSettings(BaseModel):
     # written (its upstream slot is freed).
     write_timeout_s: float = Field(30.0, gt=0)
     log_level: str = "info"
+    # uvicorn worker processes sharing the port (`deepguard serve --workers`). None = one per
+    # core this process may run on. With more than one, /metrics merges every worker's series
+    # (prometheus-client multiprocess mode) and per-key limits need auth.redis_url to be exact
+    # (see docs/serving.md, "Several workers").
+    workers: int | None = Field(None, gt=0)
 
 
 class UpstreamSettings(BaseModel):
@@ -102,6 +107,9 @@ class AuthSettings(BaseModel):
     # limit, a few hundred slow clients of one key take every upstream connection. None = half
     # of upstream.max_connections (256 by default), so one key never holds them all.
     max_concurrent_per_key: int | None = Field(None, gt=0)
+    # redis://host:port/db where the in-flight counts of every key are kept, so the limits hold
+    # across workers and replicas. None = each process counts its own requests.
+    redis_url: str | None = None
 
     @field_validator("api_keys")
     @classmethod

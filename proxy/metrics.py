@@ -7,7 +7,14 @@ The dashboards and alert rules in deploy/ use exactly these names (a test checks
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# Set by `deepguard serve --workers N` (N > 1) before prometheus-client is imported: every
+# process then writes its values to files in this directory and /metrics merges them.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # vLLM's bucket edges for vllm:time_to_first_token_seconds, so both histograms line up.
 TTFT_BUCKETS = (
@@ -79,6 +86,13 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # What /metrics exposes: this registry, or, with several workers, the merge of every
+        # worker's files (counters and histograms summed; the gauge as its multiprocess_mode says).
+        self.exposition = self.registry
+        multiproc_dir = os.environ.get(MULTIPROC_ENV)
+        if multiproc_dir:
+            self.exposition = CollectorRegistry()
+            MultiProcessCollector(self.exposition, path=multiproc_dir)
         self.requests = Counter(
             "deepguard_requests",
             "Requests answered by the proxy.",
@@ -118,6 +132,9 @@ class Metrics:
             "1 when the upstream answered its last readiness probe.",
             ["model_name"],
             registry=r,
+            # Several workers each probe the upstream: 1 only when every live worker's latest
+            # probe succeeded (a dead worker's value is dropped), so the alert errs towards firing.
+            multiprocess_mode="livemin",
         )
         self.upstream_restarts = Counter(
             "deepguard_upstream_restarts",

@@ -1,9 +1,8 @@
-"""Request-level helpers shared by the routers: authentication, per-key concurrency, and the
-browser checks of open (keyless, loopback-only) mode."""
+"""Request-level helpers shared by the routers: authentication and the browser checks of open
+(keyless, loopback-only) mode. Per-key concurrency limits are in proxy/key_slots.py."""
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -82,39 +81,6 @@ def check_open_mode_request(request: Request) -> None:
                 "unsupported_media_type",
                 {"x-should-retry": "false"},
             )
-
-
-class KeySlots:
-    """Requests in flight per API key (open access is one key): one client cannot take every
-    upstream connection. Over the limit: 429 with Retry-After (the OpenAI client retries it)."""
-
-    def __init__(self, auth_settings, upstream_connections: int) -> None:
-        self._default = auth_settings.max_concurrent_per_key or max(1, upstream_connections // 2)
-        self._in_flight: dict[str, int] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: ApiKey | None):
-        name = key.key if key is not None else ""
-        limit = key.max_concurrent if key is not None and key.max_concurrent else self._default
-        count = self._in_flight.get(name, 0)
-        if count >= limit:
-            raise APIError(
-                429,
-                f"too many requests in flight for this API key (limit {limit}); retry shortly",
-                "rate_limit_error",
-                None,
-                "concurrency_limit",
-                {"retry-after": "1"},
-            )
-        self._in_flight[name] = count + 1
-        try:
-            yield
-        finally:
-            left = self._in_flight[name] - 1
-            if left:
-                self._in_flight[name] = left
-            else:
-                del self._in_flight[name]
 
 
 def request_id(request: Request) -> str:

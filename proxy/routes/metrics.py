@@ -12,5 +12,5 @@ router = APIRouter()
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        generate_latest(request.app.state.metrics.exposition), media_type=CONTENT_TYPE_LATEST
     )
