@@ -72,6 +72,9 @@ def launch(
     """Start a server process without waiting for it (its output goes to a log file)."""
     log_path = log_dir / f"{name}-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPGUARD_")}
+    # One worker unless a test asks for more: most tests watch one process (its sockets, its
+    # memory, its own per-key counts); tests/proxy/test_serve_workers.py runs several.
+    full_env["DEEPGUARD_SERVER_WORKERS"] = "1"
     full_env.update(env or {})
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
