@@ -18,7 +18,7 @@ those rows are its ceiling) and against a paced one whose chunks leave `--token-
 apart like a model server's decode steps (how a proxy runs in production). Each proxy has a second
 instance for the paced port, so the two never share a process.
 
-Run: .venv/bin/python bench/proxy_bench.py [--quick] [--no-litellm] [--write-docs]
+Run: .venv/bin/python bench/proxy_bench.py [--quick] [--no-litellm] [--workers 1 2] [--write-docs]
 (`--write-docs` rewrites docs/benchmarks.md with the table; LiteLLM installs itself into
 .bench/litellm-venv on first use.)
 """
@@ -50,6 +50,11 @@ CLIENT_KEY = "sk-bench-0000000000"
 PACED = "-paced"  # suffix of the services in front of the paced upstream port
 
 
+def deepguard_target(workers: int) -> str:
+    """`deepguard` for one worker (the historical column), `deepguard-w<N>` for N workers."""
+    return "deepguard" if workers == 1 else f"deepguard-w{workers}"
+
+
 def start_services(args: argparse.Namespace, log_dir: Path) -> dict[str, Service]:
     up_port, paced_port = free_port(), free_port()
     cmd = [
@@ -71,27 +76,31 @@ def start_services(args: argparse.Namespace, log_dir: Path) -> dict[str, Service
     if args.paced_concurrency:
         upstream.extra_urls["paced"] = upstreams[PACED] = f"http://127.0.0.1:{paced_port}"
     for suffix, upstream_url in upstreams.items():
-        dg_port = free_port()
-        services["deepguard" + suffix] = Service(
-            "deepguard" + suffix,
-            [
-                str(Path(sys.executable).parent / "deepguard"),
-                "serve",
-                "--upstream",
-                upstream_url,
-                "--port",
-                str(dg_port),
-            ],
-            dg_port,
-            "/readyz",
-            log_dir,
-            env={
-                "DEEPGUARD_MODEL": MODEL,
-                "DEEPGUARD_SERVER_LOG_LEVEL": "warning",
-                "DEEPGUARD_AUTH_API_KEYS": f'[{{"key": "{CLIENT_KEY}"}}]',
-            },
-            cwd=ROOT,
-        )
+        for workers in args.workers:
+            dg_port = free_port()
+            name = deepguard_target(workers) + suffix
+            services[name] = Service(
+                name,
+                [
+                    str(Path(sys.executable).parent / "deepguard"),
+                    "serve",
+                    "--upstream",
+                    upstream_url,
+                    "--port",
+                    str(dg_port),
+                    "--workers",
+                    str(workers),
+                ],
+                dg_port,
+                "/readyz",
+                log_dir,
+                env={
+                    "DEEPGUARD_MODEL": MODEL,
+                    "DEEPGUARD_SERVER_LOG_LEVEL": "warning",
+                    "DEEPGUARD_AUTH_API_KEYS": f'[{{"key": "{CLIENT_KEY}"}}]',
+                },
+                cwd=ROOT,
+            )
         if not args.no_litellm:
             litellm.ensure_installed()
             ll_port = free_port()
@@ -283,6 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         help="time between streamed chunks of the paced upstream",
     )
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="`deepguard serve --workers` of each deepguard column (e.g. `1 2`: both, same run)",
+    )
     p.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM column")
     p.add_argument("--quick", action="store_true", help="a short smoke run (numbers are rough)")
     p.add_argument("--write-docs", action="store_true", help="rewrite docs/benchmarks.md")
@@ -294,8 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--pieces, --rounds and the concurrency levels must be positive")
     if args.token_interval_ms <= 0:
         p.error("--token-interval-ms must be positive")
+    if min(args.workers) < 1 or len(set(args.workers)) != len(args.workers):
+        p.error("--workers takes distinct positive counts")
 
-    targets = ["direct", "deepguard"] + ([] if args.no_litellm else ["litellm"])
+    targets = ["direct", *(deepguard_target(n) for n in args.workers)]
+    targets += [] if args.no_litellm else ["litellm"]
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmp:
         services: dict[str, Service] = {}

@@ -43,6 +43,8 @@ def start_proxy(name: str, tree: Path, upstream_url: str, log_dir: Path) -> Serv
             upstream_url,
             "--port",
             str(port),
+            "--workers",
+            "1",
         ],
         port,
         "/readyz",

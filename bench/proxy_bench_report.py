@@ -14,6 +14,13 @@ LABELS = {"direct": "direct", "deepguard": "deepguard", "litellm": "LiteLLM"}
 PROXIES = ("deepguard", "litellm")
 
 
+def label(target: str) -> str:
+    """Column name: `deepguard-w2` (deepguard serve --workers 2) reads `deepguard, 2 workers`."""
+    if target.startswith("deepguard-w"):
+        return f"deepguard, {target.removeprefix('deepguard-w')} workers"
+    return LABELS[target]
+
+
 def pct(samples: list[float], q: int) -> float | None:
     if len(samples) < 2:
         return samples[0] if samples else None
@@ -109,7 +116,7 @@ def table(
     s: dict[str, dict], concurrency: list[int], paced: list[int] = (), interval_ms: float = 0.0
 ) -> str:
     targets = list(s)
-    head = "| | " + " | ".join(LABELS[t] for t in targets) + " |"
+    head = "| | " + " | ".join(label(t) for t in targets) + " |"
     lines = [head, "|---|" + "---|" * len(targets)]
 
     def triple(prefix: str, added: bool = False, scale: float = 1e3):
@@ -218,7 +225,7 @@ def table(
 
     lines += [
         "",
-        "| ratio to direct | " + " | ".join(LABELS[t] for t in targets if t != "direct") + " |",
+        "| ratio to direct | " + " | ".join(label(t) for t in targets if t != "direct") + " |",
         "|---|" + "---|" * (len(targets) - 1),
     ]
     ratio_rows = [
@@ -242,7 +249,8 @@ def table(
 def goals(s: dict[str, dict], concurrency: list[int], paced: list[int] = ()) -> str:
     """The issue's goals; the 64-stream ones against both upstreams (instant: the CPU ceiling;
     paced: a model server's pace)."""
-    dg, direct, ll = s.get("deepguard"), s["direct"], s.get("litellm")
+    deepguards = [t for t in s if t.startswith("deepguard")]
+    dg, direct, ll = s[deepguards[0]], s["direct"], s.get("litellm")
     out = []
 
     def mark(ok: bool | None) -> str:
@@ -273,6 +281,24 @@ def goals(s: dict[str, dict], concurrency: list[int], paced: list[int] = ()) -> 
             f"- streamed throughput at {c} concurrent, {where}: {fmt(share, 100, 0)}% of direct "
             f"(goal >= 90%): {mark(None if share is None else share >= 0.9)}"
         )
+    # Issue 16's paced goals, per deepguard column (one worker, N workers).
+    for t in deepguards:
+        who = label(t)
+        if 64 in paced:
+            for q, limit in ((50, 0.001), (99, 0.003)):
+                check(
+                    f"{who}: added p{q}, streamed, 64 concurrent, paced upstream",
+                    s[t].get(f"added_lat_paced_c64_p{q}"),
+                    limit,
+                )
+        if 256 in paced:
+            rps, base = s[t].get("rps_paced_c256"), direct.get("rps_paced_c256")
+            share = rps / base if rps and base else None
+            out.append(
+                f"- {who}: streamed throughput at 256 concurrent, paced upstream: "
+                f"{fmt(share, 100, 0)}% of direct (goal >= 95%): "
+                f"{mark(None if share is None else share >= 0.95)}"
+            )
     if ll is not None:
         for key, name in (
             ("added_json_p50", "added p50, non-streamed, c=1"),
