@@ -8,7 +8,7 @@ same load to each, and reports the proxy's CPU time per request (the most noise-
 and the median latency, so a performance edit is judged by paired rounds.
 
 Run: .venv/bin/python bench/proxy_bench_ab.py proxy/upstream.py [--rev HEAD] [--stream]
-        [--concurrency 8] [--requests 400] [--rounds 6]
+        [--concurrency 8] [--requests 400] [--rounds 6] [--token-interval-ms 10]
 """
 
 from __future__ import annotations
@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--requests", type=int, default=400, help="per round and side")
     p.add_argument("--rounds", type=int, default=6)
+    p.add_argument(
+        "--token-interval-ms",
+        type=float,
+        default=0.0,
+        help="drive both sides through the paced upstream port (0: the instant one)",
+    )
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="proxy-ab-") as tmp:
@@ -85,19 +91,20 @@ def main(argv: list[str] | None = None) -> int:
             (base_tree / name).write_bytes(old)
         services: list[Service] = []
         try:
-            up_port = free_port()
-            upstream = Service(
-                "upstream",
-                [sys.executable, str(BENCH / "proxy_bench_upstream.py"), "--port", str(up_port)],
-                up_port,
-                "/health",
-                tmp_path,
-            )
+            up_port, paced_port = free_port(), free_port()
+            cmd = [sys.executable, str(BENCH / "proxy_bench_upstream.py"), "--port", str(up_port)]
+            if args.token_interval_ms:
+                cmd += ["--paced-port", str(paced_port)]
+                cmd += ["--token-interval-ms", str(args.token_interval_ms)]
+            upstream = Service("upstream", cmd, up_port, "/health", tmp_path)
             services.append(upstream)
             upstream.wait_ready(30)
+            upstream_url = (
+                f"http://127.0.0.1:{paced_port}" if args.token_interval_ms else upstream.url
+            )
             sides = {
-                "base": start_proxy("base", base_tree, upstream.url, tmp_path),
-                "work": start_proxy("work", ROOT, upstream.url, tmp_path),
+                "base": start_proxy("base", base_tree, upstream_url, tmp_path),
+                "work": start_proxy("work", ROOT, upstream_url, tmp_path),
             }
             services += sides.values()
             cpu = {k: [] for k in sides}
@@ -128,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{name}: proxy CPU per request median {statistics.median(cpu[name]) * 1e3:.3f} ms, "
             f"latency p50 median {statistics.median(p50[name]) * 1e3:.2f} ms "
             f"({args.rounds} rounds x {args.requests} requests, c={args.concurrency}, "
-            f"{'streamed' if args.stream else 'non-streamed'})"
+            f"{'streamed' if args.stream else 'non-streamed'}"
+            f"{f', paced {args.token_interval_ms:g} ms/chunk' if args.token_interval_ms else ''})"
         )
     gain = 1 - statistics.median(cpu["work"]) / statistics.median(cpu["base"])
     print(f"CPU per request: {gain * 100:+.1f}% saved by the working tree")
