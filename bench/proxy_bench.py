@@ -98,6 +98,10 @@ def start_services(args: argparse.Namespace, log_dir: Path) -> dict[str, Service
                     "DEEPGUARD_MODEL": MODEL,
                     "DEEPGUARD_SERVER_LOG_LEVEL": "warning",
                     "DEEPGUARD_AUTH_API_KEYS": f'[{{"key": "{CLIENT_KEY}"}}]',
+                    # The default per-key limit is half of this (256): 256 streams of one key
+                    # would meet it, since the load generator's next request can arrive before
+                    # the proxy has released the previous answer's slot.
+                    "DEEPGUARD_UPSTREAM_MAX_CONNECTIONS": "1024",
                 },
                 cwd=ROOT,
             )

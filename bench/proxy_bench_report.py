@@ -428,6 +428,59 @@ each judged by paired rounds of `bench/proxy_bench_ab.py`:
 Tried and not kept: reading the upstream body to its end after `[DONE]` with httpx (pool scans
 cost more than the saved connect); silencing httpx's per-request log line (no change).
 
+## Several workers, and the per-chunk diet (issue 16)
+
+`--workers 1 2` puts a one-worker and a two-worker `deepguard serve` side by side with direct in
+one run (`DEEPGUARD_UPSTREAM_MAX_CONNECTIONS=1024` for every deepguard column, so 256 streams of
+one key stay under the default per-key limit). Run on 2026-12-05, 2 cores (AMD EPYC) **shared
+with a model training job** (load average ~3 throughout), against the stub upstream only, at
+modest size, nice'd:
+
+```bash
+nice -n 19 .venv/bin/python bench/proxy_bench.py --no-litellm --workers 1 2 --concurrency 64 \\
+    --paced-concurrency 64 256 --rounds 2 --load-seconds 8 --latency-requests 200 --stream-requests 100
+```
+
+| paced upstream, 10 ms/chunk, 16 chunks | direct | deepguard, 1 worker | deepguard, 2 workers |
+|---|---|---|---|
+| 64 streams: requests/s (ratio to direct) | 341 | 337 (0.99) | 332 (0.97) |
+| 64 streams: **added** latency p50 / p99 (ms) | — | -5.92 / 27.53 | 3.79 / 19.46 |
+| 256 streams: requests/s (ratio to direct) | 1381 | 586 (0.42) | 798 (0.58) |
+| 256 streams: **added** latency p50 / p99 (ms) | — | 109.79 / 3257.81 | 95.66 / 1435.62 |
+| proxy CPU per streamed request, paced (ms) | — | 1.437 | 1.497 |
+| proxy peak RSS (MiB; two workers: parent, workers and multiprocessing's tracker) | — | 78 | 206 |
+
+Against issue 16's targets (paced 64: added p50 <= 1 ms, p99 <= 3 ms; paced 256: >= 95% of
+direct's throughput) both columns **miss** on this machine: the training job holds about one of
+the two cores, and the load generator, the upstream and the proxy share the other, so a second
+worker adds a process to schedule rather than a core to run on (at 64 paced streams it is
+slower than one worker; at 256 it serves 36% more than one worker). The one-worker p50 below
+direct's (-5.92 ms) shows the noise: direct's phase ran in a different second of the training
+job. An earlier run of the same command gave 1 worker / 2 workers: 64 streams added p50 1.87 /
+6.80 ms, 256 streams 42% / 46% of direct (that run also showed the per-key limit effect the
+connection setting above now avoids: 859 `429`s for one worker at 256 streams).
+
+Per-chunk path (`bench/proxy_bench_profile.py --stream --concurrency 64 --requests 1500
+--token-interval-ms 10`, cProfile): besides uvicorn's socket write, the largest own-time items
+were the relay's per-choice step, the upstream chunk parsing and the write-timeout wrapper around
+every ASGI send, which armed and cancelled an `asyncio.timeout` (a Timeout object, a TimerHandle,
+two heap operations) per streamed token. That wrapper is now one timer per response
+(`proxy.app.WriteWatch`, same TimeoutError for a stalled client):
+
+| same run, `bench/send_path_bench.py` (200,000 sends, 5 interleaved rounds) | µs per send |
+|---|---|
+| before: `asyncio.timeout` around each send | 5.65 |
+| after: `WriteWatch` | 0.66 |
+
+At 16 chunks per answer that is about 80 µs of the ~1.4 ms proxy CPU per paced streamed
+request. The paired A/B of the whole proxy (`bench/proxy_bench_ab.py proxy/app.py --stream
+--concurrency 64 --requests 640 --rounds 6 --token-interval-ms 10`, HEAD before the change as
+base, same run) could not see it through the training job's noise: CPU per request 1.484 ms
+(base) vs 1.500 ms (work), rounds spread 1.39-1.58 ms on both sides. The relay and watch code
+(`proxy/relay.py`, `proxy/watch/`) and the upstream parsing showed no single allocation worth a
+change at this size; the upstream client and the chat service are being refactored elsewhere and
+were left alone.
+
 ## Fault, fuzz and soak tests
 
 `tests/hardening/` (part of `make test`, about 2 minutes): socket-level and HTTP-level upstream
