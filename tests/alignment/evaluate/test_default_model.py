@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from tiny import make_model, make_tokenizer
 
 from alignment.default_model import (
@@ -46,11 +47,37 @@ def test_bfloat16_factors_keep_the_delta_to_bfloat16_precision(tmp_path):
             2, trained.state_dict()[name].shape[1]
         )
         trained.state_dict()[name].add_(change)
-    out = extract_adapter(trained, base, tmp_path / "adapter", rank=4)
+    out = extract_adapter(trained, base, tmp_path / "adapter", rank=4, dtype="bfloat16")
     apply_adapter(rebuilt, out)
     applied = rebuilt.state_dict()[name] - base.state_dict()[name]
     assert (applied - change).abs().max() <= 0.02 * change.abs().max()
     assert json.loads((out / "manifest.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_int8_factors_keep_the_delta_within_a_percent_at_a_quarter_of_the_size(tmp_path):
+    tok = make_tokenizer("chatml")
+    base, trained, rebuilt = (
+        make_model(tok, seed=0),
+        make_model(tok, seed=0),
+        make_model(tok, seed=0),
+    )
+    name = "model.layers.0.mlp.up_proj.weight"
+    with torch.no_grad():
+        shape = trained.state_dict()[name].shape
+        change = torch.randn(shape[0], 3) @ torch.randn(3, shape[1])
+        trained.state_dict()[name].add_(change)
+    as_int8 = extract_adapter(trained, base, tmp_path / "int8", rank=3)  # the default dtype
+    as_f32 = extract_adapter(trained, base, tmp_path / "f32", rank=3, dtype="float32")
+    apply_adapter(rebuilt, as_int8)
+    applied = rebuilt.state_dict()[name] - base.state_dict()[name]
+    assert (applied - change).abs().max() <= 0.01 * change.abs().max()
+    assert json.loads((as_int8 / "manifest.json").read_text())["dtype"] == "int8"
+    factors = lambda d: sum(  # noqa: E731
+        v.numel() * v.element_size()
+        for k, v in load_file(str(d / "adapter.safetensors")).items()
+        if k.endswith(("::up", "::down"))
+    )
+    assert factors(as_int8) * 4 == factors(as_f32)
 
 
 def test_tampered_adapter_is_refused(tmp_path):
