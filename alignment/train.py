@@ -190,7 +190,7 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
             config.micro_batch,
             config.bf16,
         )
-        for example, ref in zip(fixed_safety + fixed_benign, refs):
+        for example, ref in zip(fixed_safety + fixed_benign, refs, strict=True):
             example["ref_logprobs"] = ref
         build_safety = lambda index, rng: fixed_safety[index]  # noqa: E731
         build_benign = lambda index: fixed_benign[index]  # noqa: E731

@@ -94,7 +94,7 @@ def judge_answers(items: list[Item], completions, detector, aware) -> list[dict]
     from alignment.evaluate.recovery import onset_tokens
 
     records = []
-    for item, done in zip(items, completions):
+    for item, done in zip(items, completions, strict=True):
         onset = onset_tokens(done.token_texts, detector) if done.token_texts else None
         records.append(
             {

@@ -90,10 +90,13 @@ class LocalGenerator:
                 for p, x in zip(
                     prompts[start : start + self.batch_size],
                     prefixes[start : start + self.batch_size],
+                    strict=True,
                 )
             ]
             generated = self._generate(rows, sampling, seed_offset=start)
-            for prefix, new in zip(prefixes[start : start + self.batch_size], generated):
+            for prefix, new in zip(
+                prefixes[start : start + self.batch_size], generated, strict=True
+            ):
                 out.append(self._completion(list(prefix), new))
         return out
 
@@ -215,7 +218,8 @@ class EndpointGenerator:
 
         with ThreadPoolExecutor(self.concurrency) as pool:
             jobs = pool.map(
-                lambda pair: self._complete_one(*pair, sampling), zip(prompts, prefixes)
+                lambda pair: self._complete_one(*pair, sampling),
+                zip(prompts, prefixes, strict=True),
             )
             return list(tqdm(jobs, total=len(prompts), desc=desc, leave=False))
 

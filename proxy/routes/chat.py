@@ -62,7 +62,7 @@ async def _serve(request: Request, route: str) -> Response:
 class _ReleaseWhenSent(Response):
     """Sends the wrapped response, then releases the key's slot (also when the client left)."""
 
-    def __init__(self, inner: Response, slots) -> None:  # noqa: super().__init__ not wanted
+    def __init__(self, inner: Response, slots) -> None:  # super().__init__ not wanted
         self.inner = inner
         self.slots = slots
         self.background = None

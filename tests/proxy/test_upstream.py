@@ -245,7 +245,9 @@ def test_sse_splitter_matches_the_line_parser_at_every_split_point():
     rng = random.Random(7)
     for _ in range(200):
         cuts = sorted(rng.sample(range(1, len(SSE_STREAM)), 6))
-        pieces = [SSE_STREAM[a:b] for a, b in zip([0, *cuts], [*cuts, len(SSE_STREAM)])]
+        pieces = [
+            SSE_STREAM[a:b] for a, b in zip([0, *cuts], [*cuts, len(SSE_STREAM)], strict=True)
+        ]
         assert split_events(pieces) == expected
 
 

@@ -159,7 +159,7 @@ CORPUS = [
 def test_incremental_onset_equals_whole_text_onset(text, cuts):
     bounds = sorted({c for c in cuts if 0 < c < len(text)})
     scanner = DETECTOR.scanner()
-    for a, b in zip([0, *bounds], [*bounds, len(text)]):
+    for a, b in zip([0, *bounds], [*bounds, len(text)], strict=True):
         scanner.feed(text[a:b])
     assert scanner.close() == DETECTOR.find_onset(text)
 
