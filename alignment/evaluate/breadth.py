@@ -192,8 +192,8 @@ def evaluate_breadth(
 ) -> dict:
     """All runs judged and summarised; `on_run(partial_result)` is called after each run, so a long
     CPU evaluation leaves usable results behind if it is stopped."""
+    from alignment.evaluate.relevance import PromptAwareRefusalClassifier
     from proxy.watch.detector import RefusalDetector
-    from proxy.watch.relevance import PromptAwareRefusalClassifier
 
     detector = detector or RefusalDetector.default()
     aware = aware or PromptAwareRefusalClassifier(detector)

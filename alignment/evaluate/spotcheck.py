@@ -62,8 +62,8 @@ def agreement(rows: list[dict], rejudge: bool = True) -> dict:
         "aware": [r["aware_refusal"] for r in rows],
     }
     if rejudge:
+        from alignment.evaluate.relevance import PromptAwareRefusalClassifier
         from proxy.watch.detector import RefusalDetector
-        from proxy.watch.relevance import PromptAwareRefusalClassifier
 
         detector = RefusalDetector.default()
         aware = PromptAwareRefusalClassifier(detector)

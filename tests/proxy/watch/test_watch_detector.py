@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alignment.evaluate.labelled import label_conflicts, load_labelled, score
 from proxy.watch.detector import RefusalDetector
-from proxy.watch.labelled import label_conflicts, load_labelled, score
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "refusal-labelled"
 DETECTOR = RefusalDetector.default()
