@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from proxy.errors import APIError
-from proxy.event_stream import ClientGone, EventStreamResponse, cancel_on_disconnect
+from proxy.event_stream import SSE_DONE, ClientGone, EventStreamResponse, cancel_on_disconnect, sse
 from proxy.history import HistoryStore
 from proxy.metrics import Metrics
 from proxy.policy import (
@@ -64,10 +64,6 @@ def own_upstream_error(exc: UpstreamError) -> APIError:
         err.message = message
         err.param = None
     return err
-
-
-def sse(obj: Any) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
 class Clock:
@@ -411,7 +407,7 @@ class Answer:
                 self.clock.pause()
                 yield data
             self.clock.resume()
-            tail = b"data: [DONE]\n\n"
+            tail = SSE_DONE
             if self.client_usage and self.relay.usage is not None:
                 tail = (
                     sse(
@@ -444,4 +440,4 @@ class Answer:
         if self.first_content_at is None:
             for c in chunks:
                 self._mark_first_content(c)
-        return b"data: " + b"\n\ndata: ".join(map(orjson.dumps, chunks)) + b"\n\n"
+        return sse(*chunks)

@@ -6,11 +6,11 @@ import argparse
 import ipaddress
 import logging
 import signal
-import socket
 import sys
 from pathlib import Path
 
 from proxy.model_dir import ModelNotReady, check_model_dir, default_model_dir, served_name_for
+from proxy.net import free_port
 from proxy.vllm_child import Supervisor, TerminalProgress, VllmChild, VllmOptions, VllmStartError
 
 
@@ -39,12 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="port (default 8000; env DEEPGUARD_SERVER_PORT)")
     p.add_argument("--config", help="YAML or TOML config file (env DEEPGUARD_CONFIG)")
     p.set_defaults(func=run)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def is_loopback(host: str) -> bool:

@@ -10,14 +10,14 @@ import time
 
 import pytest
 
+from proxy.net import free_port
 from proxy.upstream import (
-    SSEParser,
     Upstream,
     UpstreamError,
     error_for_status,
     normalise_error_body,
 )
-from tests.support.processes import free_port
+from tests.support.sse_lines import SSEParser
 
 
 def feed(lines: list[str]) -> list[str]:
