@@ -4,7 +4,7 @@ import pytest
 import torch
 from tiny import make_model, make_tokenizer
 
-from alignment.default_model import (
+from alignment.adapter import (
     DefaultModelUnavailable,
     adapter_digest,
     apply_adapter,
