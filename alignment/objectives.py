@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from alignment.train_config import DEFAULT_BETAS, DEFAULT_LATER_BETA
+
 IGNORE_INDEX = -100
-DEFAULT_BETAS = (0.5, 2.0, 2.0, 2.0, 2.0)  # beta_1..beta_5 of the paper
-DEFAULT_LATER_BETA = 0.1  # beta_t for t > 5
 
 
 def _shifted(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

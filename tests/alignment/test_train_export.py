@@ -7,7 +7,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment.data.files import write_jsonl
 from alignment.models import export_model
-from alignment.train import TrainConfig, train
+from alignment.train import train
+from alignment.train_config import TrainConfig
 
 TRIPLETS = [
     {
