@@ -325,97 +325,22 @@ def render(
     return s, text
 
 
-DOC_HEAD = """# Proxy benchmark
+# docs/benchmarks.md holds the prose; a run rewrites only the section between these markers.
+BEGIN = "<!-- latest-run: begin (bench/proxy_bench.py --write-docs rewrites this section) -->"
+END = "<!-- latest-run: end -->"
 
-How much does deepguard add on top of the model server, and how does that compare with LiteLLM?
-(The served default on real vLLM, through the proxy and direct, is in
-[benchmarks-vllm.md](benchmarks-vllm.md).) `bench/proxy_bench.py` answers that in one run: three configurations on the same machine, under
-the same load, in interleaved rounds (so noise from other jobs spreads over all three):
 
-- **direct**: load generator -> upstream
-- **deepguard**: load generator -> `deepguard serve` (one uvicorn worker, uvloop, httptools)
-  -> upstream
-- **LiteLLM**: load generator -> LiteLLM proxy (one worker, `bench/litellm_config.yaml`) -> upstream
-
-The upstream (`bench/proxy_bench_upstream.py`) speaks vLLM's chat protocol (including
-`return_token_ids` and `return_prompt_text`, so deepguard's rendered-prompt check runs) from
-pre-serialised bytes, on two ports:
-
-- **instant**: the whole answer in one write. Every proxy is CPU-bound against it, so these rows
-  are each proxy's ceiling on this machine, not what a deployment sees.
-- **paced**: one content chunk per decode step, `--token-interval-ms` apart (10 ms by default; vLLM
-  serving a batch of 64 takes about 10-30 ms per step), with the finish, usage and `[DONE]` events
-  riding on the last token as a model server sends them. This is how the proxy runs in
-  production: waiting on the model. Each proxy has a second instance in front of this port, and
-  the load generator spreads the first requests of its connections over one answer's duration
-  (real clients do not all arrive in the same millisecond, and a closed loop keeps the phase it
-  starts with).
-
-The load generator (`bench/proxy_bench_load.py`) is a separate process writing raw HTTP/1.1 on
-keep-alive connections and parsing with httptools; its own CPU is in the table (it must stay well
-below one core for the numbers to mean anything). "Added" = the proxy's percentile minus direct's
-percentile in the same run. CPU per request is the proxy process tree's user+system time over the
-loaded phases divided by the requests served. Requests/s counts every answer of a loaded phase over
-its whole wall time (ramp-up and drain included); latency percentiles under load come from the
-measured window only ("—": no request finished inside it).
-
-"""
-
-DOC_NOTES = """
-## Reading the numbers
-
-- These machines have 2 cores shared with other jobs: the load generator, the upstream and the
-  proxies compete for them, so absolute numbers move by up to 2x from one run to the next. Ratios
-  within one run are the meaningful part.
-- **Instant upstream, 64 and 256 streams**: every proxy is CPU-bound, so latency there is queueing
-  (concurrency / throughput), not per-request cost. The upstream costs ~10 µs of CPU per answer;
-  any Python proxy costs tens of times that, so the 90%-of-direct and 1 ms goals cannot hold
-  there on 2 cores (Little's law: 64 streams within 1 ms of direct would need ~60,000 answers/s
-  through one Python process). These rows are kept as the proxy's ceiling. In the direct phases
-  there the load generator itself is the limit (a full core), so direct's real ceiling is higher
-  still and the shares to direct are upper bounds.
-- **Paced upstream**: the proxy keeps up with the model server (throughput within a few percent
-  of direct at 64 streams) and adds about 2 ms at the median, most of it before the first token
-  (request parsing, policy, the upstream request and one more process wake-up per chunk; at c=1
-  the same path adds ~0.3 ms against the instant upstream). At 256 paced streams one worker is
-  CPU-bound again (~1,500 answers/s x ~0.9 ms): run more replicas (the Helm chart's HPA scales
-  on CPU) rather than one big process.
-- LiteLLM runs as shipped with the lightest config (no callbacks, no database, no spend logs).
-
-## Where deepguard's time goes
-
-`bench/proxy_bench_profile.py` (cProfile; `--token-interval-ms 10` for the paced path) on a
-streamed answer of 16 chunks: the largest single cost is uvicorn's `send` (one socket write per
-chunk, ~15 µs), then the relay and recovery watch (~10 µs per chunk, of which the detector ~5),
-the upstream client's chunk parsing, and FastAPI/Starlette routing once per request. Edits kept,
-each judged by paired rounds of `bench/proxy_bench_ab.py`:
-
-- A lean HTTP/1.1 client for the one streamed upstream POST (`proxy/http1.py`, httptools) in place
-  of httpx, which took about 40% of the proxy's CPU (request building, pool, h11, line
-  splitting); added c=1 p50 went from 1.59 ms (measured on a busier machine) to ~0.3 ms.
-- A plain-asyncio event-stream response (`proxy/event_stream.py`) in place of Starlette's
-  StreamingResponse, which runs an anyio task group per response under uvicorn: -20% proxy CPU per
-  streamed request.
-- `gc.freeze()` after start-up: the objects built at start stay out of full collections; the
-  paced 64-stream p99.9 went from ~35 ms to ~10 ms above direct.
-
-Tried and not kept: reading the upstream body to its end after `[DONE]` with httpx (pool scans
-cost more than the saved connect); silencing httpx's per-request log line (no change).
-
-## Fault, fuzz and soak tests
-
-`tests/hardening/` (part of `make test`, about 2 minutes): socket-level and HTTP-level upstream
-faults, hostile client input, a leak check (proxy sockets, upstream streams), a fuzz run of
->= 10,000 requests (schemathesis over `/openapi.json` plus hypothesis over bodies) that must see
-no 5xx, and a soak of 256 concurrent streams with exact metric totals and flat memory. Longer
-runs: `DEEPGUARD_FUZZ_SCALE=10` (about 100,000 requests) and `DEEPGUARD_SOAK_SECONDS=60`.
-"""
+def replace_section(doc: str, section: str) -> str:
+    """`doc` with the text between the markers replaced by `section`."""
+    start, stop = doc.find(BEGIN), doc.find(END)
+    if start < 0 or stop < start:
+        raise ValueError(f"the document has no {BEGIN!r} ... {END!r} section to rewrite")
+    return doc[: start + len(BEGIN)] + "\n" + section.strip("\n") + "\n" + doc[stop:]
 
 
 def write_docs(path: Path, text: str, args: argparse.Namespace, argv: list[str] | None) -> None:
+    """Rewrite the latest-run section of `path` (the command, table, goals and machine)."""
     flags = " ".join(argv if argv is not None else sys.argv[1:])
     command = f"nice -n 5 .venv/bin/python bench/proxy_bench.py {flags}".rstrip()
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(
-        DOC_HEAD + "## Latest run\n\n```bash\n" + command + "\n```\n\n" + text + "\n" + DOC_NOTES
-    )
+    section = "```bash\n" + command + "\n```\n\n" + text
+    path.write_text(replace_section(path.read_text(), section))
