@@ -101,8 +101,3 @@ def constrained_loss(
     beta = beta_for_positions(answer_positions(labels), betas, later_beta)
     per_token = (2.0 / beta) * F.softplus(beta * (ref - logp))
     return per_token.sum() / _normaliser(labels, num_items)
-
-
-def constrained_weight(logp: torch.Tensor, ref: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """The paper's gradient weight w_t = 2 sigmoid(beta_t (log pi_ref - log pi_theta)), for logging."""
-    return 2.0 * torch.sigmoid(beta * (ref - logp))
