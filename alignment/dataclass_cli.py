@@ -32,6 +32,13 @@ def _scalar_type(hint: Any) -> Any:
     return hint
 
 
+def _as_written(value: Any) -> str:
+    """A default as it would be typed: (0.5, 2.0) -> 0.5,2."""
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
 def cli_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.init and f.metadata.get("cli", True)]
 
@@ -58,7 +65,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if "choices" in meta:
             kwargs["choices"] = meta["choices"]
         if default is not None:
-            help_text += " (default: %(default)s)" if help_text else "default: %(default)s"
+            shown = _as_written(default).replace("%", "%%")
+            help_text += f" (default: {shown})" if help_text else f"default: {shown}"
         parser.add_argument(meta.get("flag", f"--{name}"), help=help_text, **kwargs)
 
 
