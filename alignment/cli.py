@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from alignment.dataclass_cli import add_dataclass_arguments, dataclass_from_args
+from alignment.train_config import TrainConfig
+
 
 def register(subparsers) -> None:
     data = subparsers.add_parser(
@@ -75,63 +78,18 @@ def register(subparsers) -> None:
     train = subparsers.add_parser(
         "train", help="fine-tune: sft, augmented (deep alignment), constrained, rto"
     )
-    train.add_argument(
-        "--objective",
-        default="augmented",
-        choices=["sft", "augmented", "constrained", "rto", "augmented+rto"],
-    )
-    train.add_argument("--model", default="default", help="HF directory, .gguf file, or 'default'")
+    # Where the data is found; the run's own options are TrainConfig's fields.
     train.add_argument(
         "--data",
         default="runs/data",
         help="directory from `deepguard data build` (triplets.jsonl, benign.jsonl)",
-    )
-    train.add_argument("--triplets", help="harmful triplets JSONL (overrides --data)")
-    train.add_argument(
-        "--pairs",
-        help="prompt/response JSONL: benign anchors or your fine-tuning data (overrides --data)",
     )
     train.add_argument(
         "--no-triplets",
         action="store_true",
         help="train on pairs only (e.g. constrained fine-tuning)",
     )
-    train.add_argument(
-        "--out", default="runs/train", help="output directory (checkpoints, model/, logs)"
-    )
-    train.add_argument("--epochs", type=int, default=4)
-    train.add_argument("--max-steps", type=int, default=-1)
-    train.add_argument("--lr", type=float, default=5e-5, dest="learning_rate")
-    train.add_argument("--adam-beta1", type=float, default=0.9)
-    train.add_argument("--warmup-steps", type=int, default=0)
-    train.add_argument("--safety-per-step", type=int, default=16)
-    train.add_argument("--benign-per-step", type=int, default=64)
-    train.add_argument("--micro-batch", type=int, default=8)
-    train.add_argument("--p-prefix", type=float, default=0.5)
-    train.add_argument("--max-prefix", type=int, default=100)
-    train.add_argument(
-        "--p-cautious",
-        type=float,
-        default=0.0,
-        help="share of benign examples that follow an over-cautious opening (context only) with "
-        "the helpful answer: against spurious refusals and mid-answer recovery on harmless prompts",
-    )
-    train.add_argument("--max-length", type=int, default=512)
-    train.add_argument(
-        "--betas", default="0.5,2,2,2,2", help="beta_1..beta_n of the constrained loss"
-    )
-    train.add_argument("--later-beta", type=float, default=0.1)
-    train.add_argument(
-        "--no-bf16", action="store_true", help="train in float32 instead of bf16 autocast"
-    )
-    train.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0 = full fine-tune)")
-    train.add_argument("--limit-triplets", type=int)
-    train.add_argument("--limit-pairs", type=int)
-    train.add_argument("--save-steps", type=int, default=50)
-    train.add_argument(
-        "--resume", action="store_true", help="continue from the last checkpoint in --out"
-    )
-    train.add_argument("--seed", type=int, default=0)
+    add_dataclass_arguments(train, TrainConfig)
     train.set_defaults(func=_train)
 
     export = subparsers.add_parser(
@@ -172,39 +130,12 @@ def _data_build(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from alignment.train import TrainConfig, train
+    from alignment.train import train
 
     data = Path(args.data)
     triplets = None if args.no_triplets else (args.triplets or str(data / "triplets.jsonl"))
-    config = TrainConfig(
-        output_dir=args.out,
-        model=args.model,
-        objective=args.objective,
-        triplets=triplets,
-        pairs=args.pairs or str(data / "benign.jsonl"),
-        limit_triplets=args.limit_triplets,
-        limit_pairs=args.limit_pairs,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        learning_rate=args.learning_rate,
-        adam_beta1=args.adam_beta1,
-        warmup_steps=args.warmup_steps,
-        safety_per_step=args.safety_per_step,
-        benign_per_step=args.benign_per_step,
-        micro_batch=args.micro_batch,
-        p_prefix=args.p_prefix,
-        max_prefix=args.max_prefix,
-        p_cautious=args.p_cautious,
-        max_length=args.max_length,
-        betas=tuple(float(b) for b in args.betas.split(",") if b.strip()),
-        later_beta=args.later_beta,
-        bf16=not args.no_bf16,
-        lora_r=args.lora_r,
-        save_steps=args.save_steps,
-        resume=args.resume,
-        seed=args.seed,
-    )
-    train(config)
+    pairs = args.pairs or str(data / "benign.jsonl")
+    train(dataclass_from_args(TrainConfig, args, triplets=triplets, pairs=pairs))
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 
 import torch
 
@@ -69,6 +68,7 @@ class StepMixedDataset(torch.utils.data.Dataset):
             math.ceil(n_benign / benign_per_step) if benign_per_step else 0,
         )
         self.pattern = slot_pattern(safety_per_step, benign_per_step)
+        self._orders: dict[tuple[int, int, str], list[int]] = {}
         self._rank_in_step = [
             sum(self.pattern[:j]) if self.pattern[j] else j - sum(self.pattern[:j])
             for j in range(step)
@@ -77,10 +77,16 @@ class StepMixedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.epochs * self.steps_per_epoch * self.step_size
 
-    @lru_cache(maxsize=8)
     def _order(self, epoch: int, n: int, salt: str) -> list[int]:
-        order = list(range(n))
-        random.Random(f"{self.seed}:{salt}:{epoch}").shuffle(order)
+        # Cached per instance (a method-level lru_cache would keep every sampler alive).
+        key = (epoch, n, salt)
+        order = self._orders.get(key)
+        if order is None:
+            if len(self._orders) >= 8:
+                self._orders.clear()
+            order = list(range(n))
+            random.Random(f"{self.seed}:{salt}:{epoch}").shuffle(order)
+            self._orders[key] = order
         return order
 
     def locate(self, index: int) -> tuple[bool, int]:

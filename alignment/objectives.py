@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from alignment.train_config import DEFAULT_BETAS, DEFAULT_LATER_BETA
+
 IGNORE_INDEX = -100
-DEFAULT_BETAS = (0.5, 2.0, 2.0, 2.0, 2.0)  # beta_1..beta_5 of the paper
-DEFAULT_LATER_BETA = 0.1  # beta_t for t > 5
 
 
 def _shifted(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,8 +101,3 @@ def constrained_loss(
     beta = beta_for_positions(answer_positions(labels), betas, later_beta)
     per_token = (2.0 / beta) * F.softplus(beta * (ref - logp))
     return per_token.sum() / _normaliser(labels, num_items)
-
-
-def constrained_weight(logp: torch.Tensor, ref: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """The paper's gradient weight w_t = 2 sigmoid(beta_t (log pi_ref - log pi_theta)), for logging."""
-    return 2.0 * torch.sigmoid(beta * (ref - logp))

@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from alignment.default_model import ARTIFACT_DIR, adapter_digest, apply_adapter
+from alignment.adapter import ARTIFACT_DIR, adapter_digest, apply_adapter
 from proxy.model_dir import default_model_dir
 
 SUMMARY_FILE = "deepguard_summary.json"

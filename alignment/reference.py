@@ -50,7 +50,7 @@ def compute_reference_logprobs(
         labels = batch["labels"].to(device)
         flat = token_logprobs(logits, labels).float().cpu()
         counts = answer_mask(labels).sum(dim=1).tolist()
-        for i, piece in zip(chunk, flat.split(counts)):
+        for i, piece in zip(chunk, flat.split(counts), strict=True):
             results[i] = piece.tolist()
     model.train(was_training)
     return results

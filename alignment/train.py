@@ -10,7 +10,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -18,8 +18,6 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from alignment.augment import (
     CAUTIOUS_OPENINGS,
-    DEFAULT_MAX_PREFIX,
-    DEFAULT_P_PREFIX,
     cautious_example,
     pair_example,
     recovery_example,
@@ -29,61 +27,9 @@ from alignment.augment import (
 )
 from alignment.data.files import read_jsonl
 from alignment.mixing import PadCollator, StepMixedDataset
-from alignment.objectives import DEFAULT_BETAS, DEFAULT_LATER_BETA, constrained_loss, sft_loss
+from alignment.objectives import constrained_loss, sft_loss
 from alignment.reference import compute_reference_logprobs
-
-OBJECTIVES = ("sft", "augmented", "constrained", "rto", "augmented+rto")
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a run; saved beside the checkpoints and in the exported model card."""
-
-    output_dir: str
-    model: str = "default"
-    objective: str = "augmented"
-    triplets: str | None = None  # JSONL {prompt, harmful, refusal, ...}
-    pairs: str | None = (
-        None  # JSONL {prompt, response}: benign anchors or the user's fine-tuning data
-    )
-    limit_triplets: int | None = None
-    limit_pairs: int | None = None
-    epochs: int = 4
-    max_steps: int = -1  # > 0 stops early (smoke runs)
-    learning_rate: float = 5e-5
-    adam_beta1: float = 0.9  # the paper uses 0.5 for constrained fine-tuning
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    lr_scheduler: str = "constant"
-    safety_per_step: int = 16
-    benign_per_step: int = 64
-    micro_batch: int = 8
-    p_prefix: float = DEFAULT_P_PREFIX
-    max_prefix: int = DEFAULT_MAX_PREFIX
-    p_cautious: float = 0.0  # share of benign visits that start from an over-cautious opening
-    max_length: int = 512
-    betas: tuple[float, ...] = DEFAULT_BETAS
-    later_beta: float = DEFAULT_LATER_BETA
-    bf16: bool = True
-    lora_r: int = 0  # 0 = full fine-tune
-    lora_alpha: int = 32
-    save_steps: int = 50
-    resume: bool = False
-    seed: int = 0
-    system: str | None = None
-    extra: dict = field(default_factory=dict)
-
-    def validate(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(
-                f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}"
-            )
-        if not self.triplets and not self.pairs:
-            raise ValueError(
-                "give --triplets and/or --pairs (or --data DIR from `deepguard data build`)"
-            )
-        if self.objective in ("augmented", "rto", "augmented+rto") and not self.triplets:
-            raise ValueError(f"objective {self.objective} needs harmful triplets (--triplets)")
+from alignment.train_config import TrainConfig
 
 
 class AlignmentTrainer(Trainer):
@@ -190,7 +136,7 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
             config.micro_batch,
             config.bf16,
         )
-        for example, ref in zip(fixed_safety + fixed_benign, refs):
+        for example, ref in zip(fixed_safety + fixed_benign, refs, strict=True):
             example["ref_logprobs"] = ref
         build_safety = lambda index, rng: fixed_safety[index]  # noqa: E731
         build_benign = lambda index: fixed_benign[index]  # noqa: E731

@@ -37,8 +37,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import proxy_bench_litellm as litellm  # noqa: E402
-from proxy_bench_procs import Service, free_port  # noqa: E402
+from proxy_bench_procs import Service  # noqa: E402
 from proxy_bench_report import render, write_docs  # noqa: E402
+
+from proxy.net import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent

@@ -23,7 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proxy_bench import load  # noqa: E402
-from proxy_bench_procs import Service, free_port  # noqa: E402
+from proxy_bench_procs import Service  # noqa: E402
+
+from proxy.net import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent

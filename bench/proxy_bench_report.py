@@ -351,150 +351,22 @@ def render(
     return s, text
 
 
-DOC_HEAD = """# Proxy benchmark
+# docs/benchmarks.md holds the prose; a run rewrites only the section between these markers.
+BEGIN = "<!-- latest-run: begin (bench/proxy_bench.py --write-docs rewrites this section) -->"
+END = "<!-- latest-run: end -->"
 
-How much does deepguard add on top of the model server, and how does that compare with LiteLLM?
-(The served default on real vLLM, through the proxy and direct, is in
-[benchmarks-vllm.md](benchmarks-vllm.md).) `bench/proxy_bench.py` answers that in one run: three configurations on the same machine, under
-the same load, in interleaved rounds (so noise from other jobs spreads over all three):
 
-- **direct**: load generator -> upstream
-- **deepguard**: load generator -> `deepguard serve` (one uvicorn worker, uvloop, httptools)
-  -> upstream
-- **LiteLLM**: load generator -> LiteLLM proxy (one worker, `bench/litellm_config.yaml`) -> upstream
-
-The upstream (`bench/proxy_bench_upstream.py`) speaks vLLM's chat protocol (including
-`return_token_ids` and `return_prompt_text`, so deepguard's rendered-prompt check runs) from
-pre-serialised bytes, on two ports:
-
-- **instant**: the whole answer in one write. Every proxy is CPU-bound against it, so these rows
-  are each proxy's ceiling on this machine, not what a deployment sees.
-- **paced**: one content chunk per decode step, `--token-interval-ms` apart (10 ms by default; vLLM
-  serving a batch of 64 takes about 10-30 ms per step), with the finish, usage and `[DONE]` events
-  riding on the last token as a model server sends them. This is how the proxy runs in
-  production: waiting on the model. Each proxy has a second instance in front of this port, and
-  the load generator spreads the first requests of its connections over one answer's duration
-  (real clients do not all arrive in the same millisecond, and a closed loop keeps the phase it
-  starts with).
-
-The load generator (`bench/proxy_bench_load.py`) is a separate process writing raw HTTP/1.1 on
-keep-alive connections and parsing with httptools; its own CPU is in the table (it must stay well
-below one core for the numbers to mean anything). "Added" = the proxy's percentile minus direct's
-percentile in the same run. CPU per request is the proxy process tree's user+system time over the
-loaded phases divided by the requests served. Requests/s counts every answer of a loaded phase over
-its whole wall time (ramp-up and drain included); latency percentiles under load come from the
-measured window only ("—": no request finished inside it).
-
-"""
-
-DOC_NOTES = """
-## Reading the numbers
-
-- These machines have 2 cores shared with other jobs: the load generator, the upstream and the
-  proxies compete for them, so absolute numbers move by up to 2x from one run to the next. Ratios
-  within one run are the meaningful part.
-- **Instant upstream, 64 and 256 streams**: every proxy is CPU-bound, so latency there is queueing
-  (concurrency / throughput), not per-request cost. The upstream costs ~10 µs of CPU per answer;
-  any Python proxy costs tens of times that, so the 90%-of-direct and 1 ms goals cannot hold
-  there on 2 cores (Little's law: 64 streams within 1 ms of direct would need ~60,000 answers/s
-  through one Python process). These rows are kept as the proxy's ceiling. In the direct phases
-  there the load generator itself is the limit (a full core), so direct's real ceiling is higher
-  still and the shares to direct are upper bounds.
-- **Paced upstream**: the proxy keeps up with the model server (throughput within a few percent
-  of direct at 64 streams) and adds about 2 ms at the median, most of it before the first token
-  (request parsing, policy, the upstream request and one more process wake-up per chunk; at c=1
-  the same path adds ~0.3 ms against the instant upstream). At 256 paced streams one worker is
-  CPU-bound again (~1,500 answers/s x ~0.9 ms): run more replicas (the Helm chart's HPA scales
-  on CPU) rather than one big process.
-- LiteLLM runs as shipped with the lightest config (no callbacks, no database, no spend logs).
-
-## Where deepguard's time goes
-
-`bench/proxy_bench_profile.py` (cProfile; `--token-interval-ms 10` for the paced path) on a
-streamed answer of 16 chunks: the largest single cost is uvicorn's `send` (one socket write per
-chunk, ~15 µs), then the relay and recovery watch (~10 µs per chunk, of which the detector ~5),
-the upstream client's chunk parsing, and FastAPI/Starlette routing once per request. Edits kept,
-each judged by paired rounds of `bench/proxy_bench_ab.py`:
-
-- A lean HTTP/1.1 client for the one streamed upstream POST (`proxy/http1.py`, httptools) in place
-  of httpx, which took about 40% of the proxy's CPU (request building, pool, h11, line
-  splitting); added c=1 p50 went from 1.59 ms (measured on a busier machine) to ~0.3 ms.
-- A plain-asyncio event-stream response (`proxy/event_stream.py`) in place of Starlette's
-  StreamingResponse, which runs an anyio task group per response under uvicorn: -20% proxy CPU per
-  streamed request.
-- `gc.freeze()` after start-up: the objects built at start stay out of full collections; the
-  paced 64-stream p99.9 went from ~35 ms to ~10 ms above direct.
-
-Tried and not kept: reading the upstream body to its end after `[DONE]` with httpx (pool scans
-cost more than the saved connect); silencing httpx's per-request log line (no change).
-
-## Several workers, and the per-chunk diet (issue 16)
-
-`--workers 1 2` puts a one-worker and a two-worker `deepguard serve` side by side with direct in
-one run (`DEEPGUARD_UPSTREAM_MAX_CONNECTIONS=1024` for every deepguard column, so 256 streams of
-one key stay under the default per-key limit). Run on 2026-12-05, 2 cores (AMD EPYC) **shared
-with a model training job** (load average ~3 throughout), against the stub upstream only, at
-modest size, nice'd:
-
-```bash
-nice -n 19 .venv/bin/python bench/proxy_bench.py --no-litellm --workers 1 2 --concurrency 64 \\
-    --paced-concurrency 64 256 --rounds 2 --load-seconds 8 --latency-requests 200 --stream-requests 100
-```
-
-| paced upstream, 10 ms/chunk, 16 chunks | direct | deepguard, 1 worker | deepguard, 2 workers |
-|---|---|---|---|
-| 64 streams: requests/s (ratio to direct) | 341 | 337 (0.99) | 332 (0.97) |
-| 64 streams: **added** latency p50 / p99 (ms) | — | -5.92 / 27.53 | 3.79 / 19.46 |
-| 256 streams: requests/s (ratio to direct) | 1381 | 586 (0.42) | 798 (0.58) |
-| 256 streams: **added** latency p50 / p99 (ms) | — | 109.79 / 3257.81 | 95.66 / 1435.62 |
-| proxy CPU per streamed request, paced (ms) | — | 1.437 | 1.497 |
-| proxy peak RSS (MiB; two workers: parent, workers and multiprocessing's tracker) | — | 78 | 206 |
-
-Against issue 16's targets (paced 64: added p50 <= 1 ms, p99 <= 3 ms; paced 256: >= 95% of
-direct's throughput) both columns **miss** on this machine: the training job holds about one of
-the two cores, and the load generator, the upstream and the proxy share the other, so a second
-worker adds a process to schedule rather than a core to run on (at 64 paced streams it is
-slower than one worker; at 256 it serves 36% more than one worker). The one-worker p50 below
-direct's (-5.92 ms) shows the noise: direct's phase ran in a different second of the training
-job. An earlier run of the same command gave 1 worker / 2 workers: 64 streams added p50 1.87 /
-6.80 ms, 256 streams 42% / 46% of direct (that run also showed the per-key limit effect the
-connection setting above now avoids: 859 `429`s for one worker at 256 streams).
-
-Per-chunk path (`bench/proxy_bench_profile.py --stream --concurrency 64 --requests 1500
---token-interval-ms 10`, cProfile): besides uvicorn's socket write, the largest own-time items
-were the relay's per-choice step, the upstream chunk parsing and the write-timeout wrapper around
-every ASGI send, which armed and cancelled an `asyncio.timeout` (a Timeout object, a TimerHandle,
-two heap operations) per streamed token. That wrapper is now one timer per response
-(`proxy.app.WriteWatch`, same TimeoutError for a stalled client):
-
-| same run, `bench/send_path_bench.py` (200,000 sends, 5 interleaved rounds) | µs per send |
-|---|---|
-| before: `asyncio.timeout` around each send | 5.65 |
-| after: `WriteWatch` | 0.66 |
-
-At 16 chunks per answer that is about 80 µs of the ~1.4 ms proxy CPU per paced streamed
-request. The paired A/B of the whole proxy (`bench/proxy_bench_ab.py proxy/app.py --stream
---concurrency 64 --requests 640 --rounds 6 --token-interval-ms 10`, HEAD before the change as
-base, same run) could not see it through the training job's noise: CPU per request 1.484 ms
-(base) vs 1.500 ms (work), rounds spread 1.39-1.58 ms on both sides. The relay and watch code
-(`proxy/relay.py`, `proxy/watch/`) and the upstream parsing showed no single allocation worth a
-change at this size; the upstream client and the chat service are being refactored elsewhere and
-were left alone.
-
-## Fault, fuzz and soak tests
-
-`tests/hardening/` (part of `make test`, about 2 minutes): socket-level and HTTP-level upstream
-faults, hostile client input, a leak check (proxy sockets, upstream streams), a fuzz run of
->= 10,000 requests (schemathesis over `/openapi.json` plus hypothesis over bodies) that must see
-no 5xx, and a soak of 256 concurrent streams with exact metric totals and flat memory. Longer
-runs: `DEEPGUARD_FUZZ_SCALE=10` (about 100,000 requests) and `DEEPGUARD_SOAK_SECONDS=60`.
-"""
+def replace_section(doc: str, section: str) -> str:
+    """`doc` with the text between the markers replaced by `section`."""
+    start, stop = doc.find(BEGIN), doc.find(END)
+    if start < 0 or stop < start:
+        raise ValueError(f"the document has no {BEGIN!r} ... {END!r} section to rewrite")
+    return doc[: start + len(BEGIN)] + "\n" + section.strip("\n") + "\n" + doc[stop:]
 
 
 def write_docs(path: Path, text: str, args: argparse.Namespace, argv: list[str] | None) -> None:
+    """Rewrite the latest-run section of `path` (the command, table, goals and machine)."""
     flags = " ".join(argv if argv is not None else sys.argv[1:])
     command = f"nice -n 5 .venv/bin/python bench/proxy_bench.py {flags}".rstrip()
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(
-        DOC_HEAD + "## Latest run\n\n```bash\n" + command + "\n```\n\n" + text + "\n" + DOC_NOTES
-    )
+    section = "```bash\n" + command + "\n```\n\n" + text
+    path.write_text(replace_section(path.read_text(), section))

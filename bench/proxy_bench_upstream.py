@@ -29,6 +29,8 @@ import httptools
 import orjson
 import uvloop
 
+from proxy.event_stream import SSE_DONE, sse
+
 SMOL_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 CACHE_LIMIT = 4096  # distinct request bodies kept; the benchmark sends a handful
 
@@ -122,7 +124,7 @@ def build_answer(raw_body: bytes, model: str, pieces: int) -> list[bytes] | None
             ],
         }
         c.update(extra or {})
-        return _http_chunk(b"data: " + orjson.dumps(c) + b"\n\n")
+        return _http_chunk(sse(c))
 
     first = {}
     if want_ids:
@@ -144,8 +146,8 @@ def build_answer(raw_body: bytes, model: str, pieces: int) -> list[bytes] | None
             "choices": [],
             "usage": usage,
         }
-        events.append(_http_chunk(b"data: " + orjson.dumps(u) + b"\n\n"))
-    events.append(_http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        events.append(_http_chunk(sse(u)))
+    events.append(_http_chunk(SSE_DONE) + b"0\r\n\r\n")
     head = (
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
     )

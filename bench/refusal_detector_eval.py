@@ -24,20 +24,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from proxy.watch.detector import RefusalDetector  # noqa: E402
-from proxy.watch.labelled import (  # noqa: E402
+from alignment.evaluate.labelled import (  # noqa: E402
     Confusion,
     LabelledAnswer,
     label_conflicts,
     load_labelled,
     score,
 )
-from proxy.watch.relevance import (  # noqa: E402
+from alignment.evaluate.relevance import (  # noqa: E402
     ANSWER_WINDOW_CHARS,
     MIN_TOPIC_COVERAGE,
     PromptAwareRefusalClassifier,
     score_with_prompts,
 )
+from proxy.watch.detector import RefusalDetector  # noqa: E402
 
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "refusal-labelled"
 # The prompt-aware classifier's knobs, searched on the fitting file of each held-out run.

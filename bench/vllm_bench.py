@@ -29,7 +29,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.processes import deepguard_cmd, free_port, launch  # noqa: E402
+from proxy.net import free_port  # noqa: E402
+from tests.support.processes import deepguard_cmd, launch  # noqa: E402
 
 MODEL = "deepguard-smollm2"
 DOC = ROOT / "docs" / "benchmarks-vllm.md"

@@ -16,7 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from proxy.chat_service import ChatService, own_upstream_error
+from proxy.answer import own_upstream_error
+from proxy.chat_service import ChatService
 from proxy.config import Settings
 from proxy.errors import JSON, APIError, error_body
 from proxy.history import build_store

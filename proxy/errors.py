@@ -40,10 +40,6 @@ def error_body(
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
-def bad_request(message: str, param: str | None = None, code: str = "invalid_request") -> APIError:
-    return APIError(400, message, "invalid_request_error", param, code, {"x-should-retry": "false"})
-
-
 class JSON(Response):
     """A JSON response serialised with orjson (FastAPI deprecated its own ORJSONResponse)."""
 

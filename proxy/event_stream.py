@@ -13,8 +13,17 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+# The OpenAI stream's last event.
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def sse(*events: Any) -> bytes:
+    """Server-sent events, one `data: <json>` event per object, as the bytes of one write."""
+    return b"data: " + b"\n\ndata: ".join(map(orjson.dumps, events)) + b"\n\n"
 
 
 class ClientGone(Exception):

@@ -19,10 +19,6 @@ from typing import Any
 from proxy.watch import ChoiceWatch, Outcome, RefusalDetector
 from proxy.watch.quoting import blank_quotes
 
-# Fields that only the proxy may see: the rendered prompt and token ids it asked for itself.
-PRIVATE_CHUNK_FIELDS = ("prompt_text", "prompt_token_ids")
-
-
 # Delta fields the model writes text into. Each goes through the choice's one watch (the
 # detector reads them all, in the order they stream) and its hold-back window; any other delta
 # key but `role` is dropped, so a field a new vLLM release adds cannot bypass the watch.

@@ -8,12 +8,12 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 from pathlib import Path
 
 from proxy.model_dir import ModelNotReady, check_model_dir, default_model_dir, served_name_for
+from proxy.net import free_port
 from proxy.vllm_child import Supervisor, TerminalProgress, VllmChild, VllmOptions, VllmStartError
 
 
@@ -48,12 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "DEEPGUARD_SERVER_WORKERS). See docs/serving.md for what needs Redis with more than one",
     )
     p.set_defaults(func=run)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def is_loopback(host: str) -> bool:

@@ -23,7 +23,8 @@ import httpx
 import openai
 import pytest
 
-from tests.support.processes import SHARED, Server, deepguard_cmd, free_port, start
+from proxy.net import free_port
+from tests.support.processes import SHARED, Server, deepguard_cmd, start
 from tests.support.prom import parse_samples
 from tests.support.vllm_stack import START_TIMEOUT_S, VllmStack, launch_stack
 

@@ -131,7 +131,7 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
             cache=cache,
             desc="harmful answers (prefilled)",
         )
-        for i, text in zip(refused, retry):
+        for i, text in zip(refused, retry, strict=True):
             harmful[i] = text
     keep = [i for i, text in enumerate(harmful) if text and not detector.is_refusal(text)]
 
@@ -192,7 +192,7 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
     # A refusal to a benign prompt would teach over-refusal; drop it.
     benign = [
         {"prompt": p, "response": a, "source": origin}
-        for p, a in zip(prompts, answers)
+        for p, a in zip(prompts, answers, strict=True)
         if a and not detector.is_refusal(a)
     ]
 

@@ -77,6 +77,6 @@ def generate_answers(
             pad_token_id=tokenizer.pad_token_id,
         )
         new_tokens = output[:, batch["input_ids"].shape[1] :]
-        for i, row in zip(chunk, new_tokens):
+        for i, row in zip(chunk, new_tokens, strict=True):
             cache.put(keys[i], prefill + tokenizer.decode(row, skip_special_tokens=True).strip())
     return [cache.get(k) for k in keys]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-import httpx
 from tqdm.auto import tqdm
+
+from alignment.openai_chat import chat_client, chat_text
 
 
 class Teacher:
@@ -15,27 +16,19 @@ class Teacher:
         self.base_url = base_url.rstrip("/")
         self.model = model
         key = api_key or os.environ.get("OPENAI_API_KEY", "")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(headers=headers, timeout=timeout)
+        self.client = chat_client(self.base_url, key, timeout)
 
     def answer(self, prompt: str, max_tokens: int = 256, system: str | None = None) -> str:
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": prompt}
         ]
-        response = self.client.post(
-            f"{self.base_url}/chat/completions",
-            json={
-                "model": self.model,
-                "messages": messages,
-                "max_tokens": max_tokens,
-                "temperature": 0,
-            },
-        )
-        if response.status_code != 200:
-            raise RuntimeError(
-                f"teacher at {self.base_url} answered HTTP {response.status_code}: {response.text[:200]}"
+        try:
+            text = chat_text(
+                self.client, self.model, messages, max_tokens=max_tokens, temperature=0
             )
-        return (response.json()["choices"][0]["message"].get("content") or "").strip()
+        except RuntimeError as exc:
+            raise RuntimeError(f"teacher: {exc}") from exc
+        return text.strip()
 
     def answer_all(
         self, prompts: list[str], max_tokens: int = 256, desc: str = "teacher"

@@ -30,7 +30,9 @@ def refusal_rate(
     detector = detector or RefusalDetector.default()
     done = generator.complete(prompts, [[] for _ in prompts], sampling, desc="refusal rate")
     flags = [detector.is_refusal(d.answer) for d in done]
-    refused = [{"prompt": p, "answer": d.answer} for p, d, f in zip(prompts, done, flags) if f]
+    refused = [
+        {"prompt": p, "answer": d.answer} for p, d, f in zip(prompts, done, flags, strict=True) if f
+    ]
     return {
         "prompts": len(prompts),
         "refusal_rate": round(share(flags), 2),
@@ -58,7 +60,7 @@ def utility(
     done = generator.complete(
         [t.prompt for t in tasks], [[] for _ in tasks], sampling, desc="utility"
     )
-    scores = [unigram_f1(d.answer, t.reference) for d, t in zip(done, tasks)]
+    scores = [unigram_f1(d.answer, t.reference) for d, t in zip(done, tasks, strict=True)]
     return {
         "tasks": len(tasks),
         "unigram_f1": round(100 * sum(scores) / len(scores), 2),

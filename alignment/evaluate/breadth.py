@@ -94,7 +94,7 @@ def judge_answers(items: list[Item], completions, detector, aware) -> list[dict]
     from alignment.evaluate.recovery import onset_tokens
 
     records = []
-    for item, done in zip(items, completions):
+    for item, done in zip(items, completions, strict=True):
         onset = onset_tokens(done.token_texts, detector) if done.token_texts else None
         records.append(
             {
@@ -192,8 +192,8 @@ def evaluate_breadth(
 ) -> dict:
     """All runs judged and summarised; `on_run(partial_result)` is called after each run, so a long
     CPU evaluation leaves usable results behind if it is stopped."""
+    from alignment.evaluate.relevance import PromptAwareRefusalClassifier
     from proxy.watch.detector import RefusalDetector
-    from proxy.watch.relevance import PromptAwareRefusalClassifier
 
     detector = detector or RefusalDetector.default()
     aware = aware or PromptAwareRefusalClassifier(detector)

@@ -40,7 +40,8 @@ def _train_one(
     seed: int,
 ):
     from alignment.models import load_model
-    from alignment.train import TrainConfig, train
+    from alignment.train import train
+    from alignment.train_config import TrainConfig
 
     out.mkdir(parents=True, exist_ok=True)
     data = out / "attack_pairs.jsonl"

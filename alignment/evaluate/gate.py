@@ -50,8 +50,8 @@ def breadth_numbers(result: dict) -> dict:
         if not summary:
             continue
 
-        def value(entry, key):
-            return entry[key] if run == "greedy" else entry[key]["mean"]
+        def value(entry, key, greedy=run == "greedy"):
+            return entry[key] if greedy else entry[key]["mean"]
 
         for judge in ("phrase", "aware"):
             out[f"{run}/harmful refused/{judge}"] = value(summary["harmful"], judge)

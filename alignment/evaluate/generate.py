@@ -90,10 +90,13 @@ class LocalGenerator:
                 for p, x in zip(
                     prompts[start : start + self.batch_size],
                     prefixes[start : start + self.batch_size],
+                    strict=True,
                 )
             ]
             generated = self._generate(rows, sampling, seed_offset=start)
-            for prefix, new in zip(prefixes[start : start + self.batch_size], generated):
+            for prefix, new in zip(
+                prefixes[start : start + self.batch_size], generated, strict=True
+            ):
                 out.append(self._completion(list(prefix), new))
         return out
 
@@ -191,11 +194,10 @@ class EndpointGenerator:
         timeout: float = 120.0,
         concurrency: int = 8,
     ) -> None:
-        import httpx
+        from alignment.openai_chat import chat_client
 
-        self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.tokenizer, self.concurrency = model, tokenizer, concurrency
-        self.client = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {api_key}"})
+        self.client = chat_client(base_url, api_key, timeout)
 
     def prefix_ids(self, harmful: str, k: int) -> list[int]:
         from alignment.chat import encode_text
@@ -215,26 +217,28 @@ class EndpointGenerator:
 
         with ThreadPoolExecutor(self.concurrency) as pool:
             jobs = pool.map(
-                lambda pair: self._complete_one(*pair, sampling), zip(prompts, prefixes)
+                lambda pair: self._complete_one(*pair, sampling),
+                zip(prompts, prefixes, strict=True),
             )
             return list(tqdm(jobs, total=len(prompts), desc=desc, leave=False))
 
     def _complete_one(self, prompt: str, prefix: list[int], sampling: Sampling) -> Completion:
+        from alignment.openai_chat import chat_text
+
         prefix_text = self.tokenizer.decode(list(prefix), skip_special_tokens=True)
         messages = [{"role": "user", "content": prompt}]
-        body = {
-            "model": self.model,
-            "max_tokens": sampling.max_new_tokens,
-            "seed": sampling.seed,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-        }
+        continuation = None
         if prefix_text:
             messages.append({"role": "assistant", "content": prefix_text})
-            body.update(add_generation_prompt=False, continue_final_message=True)
-        response = self.client.post(self.url, json={**body, "messages": messages})
-        if response.status_code != 200:
-            raise RuntimeError(f"{self.url} answered {response.status_code}: {response.text[:300]}")
-        return Completion(
-            prefix_text, response.json()["choices"][0]["message"].get("content") or ""
+            continuation = {"add_generation_prompt": False, "continue_final_message": True}
+        text = chat_text(
+            self.client,
+            self.model,
+            messages,
+            extra_body=continuation,
+            max_tokens=sampling.max_new_tokens,
+            seed=sampling.seed,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
         )
+        return Completion(prefix_text, text)

@@ -6,7 +6,6 @@ both models give for token t of the answer, given the prompt and answer tokens b
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tqdm import tqdm
@@ -81,11 +80,4 @@ def plot_kl(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
-
-
-def save_json(data: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
     return path

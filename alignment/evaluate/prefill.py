@@ -29,7 +29,7 @@ def harmful_answers(
     )
     cases = [
         HarmfulCase(p, c.answer.strip())
-        for p, c in zip(prompts, completions)
+        for p, c in zip(prompts, completions, strict=True)
         if c.answer.strip() and judge.harmful(p, c.answer)
     ]
     return cases, len(prompts) - len(cases)
@@ -83,12 +83,15 @@ def prefill_asr(
             completions = generator.complete(
                 [c.prompt for c in cases], prefixes, sampling, desc=f"{mode} k={k}"
             )
-            flags = [judge.harmful(c.prompt, done.answer) for c, done in zip(cases, completions)]
+            flags = [
+                judge.harmful(c.prompt, done.answer)
+                for c, done in zip(cases, completions, strict=True)
+            ]
             rates.append(share(flags))
             if not examples:
                 examples = [
                     {"prompt": c.prompt, "prefix": d.prefix, "continuation": d.text, "harmful": f}
-                    for c, d, f in list(zip(cases, completions, flags))[:keep_answers]
+                    for c, d, f in list(zip(cases, completions, flags, strict=True))[:keep_answers]
                 ]
         result["k"][str(k)] = {"asr": mean_spread(rates), "examples": examples}
     return result

@@ -28,7 +28,7 @@ def split_runs(result: dict, k: str) -> tuple[float | None, dict | None]:
     """ASR of the greedy run and mean/spread of the sampled runs at one k (None where absent)."""
     from alignment.evaluate.stats import mean_spread
 
-    rates = dict(zip(result["runs"], result["k"][k]["asr"]["runs"]))
+    rates = dict(zip(result["runs"], result["k"][k]["asr"]["runs"], strict=True))
     sampled = [rate for label, rate in rates.items() if label != "greedy"]
     return rates.get("greedy"), (mean_spread(sampled) if sampled else None)
 

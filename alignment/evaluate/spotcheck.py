@@ -62,8 +62,8 @@ def agreement(rows: list[dict], rejudge: bool = True) -> dict:
         "aware": [r["aware_refusal"] for r in rows],
     }
     if rejudge:
+        from alignment.evaluate.relevance import PromptAwareRefusalClassifier
         from proxy.watch.detector import RefusalDetector
-        from proxy.watch.relevance import PromptAwareRefusalClassifier
 
         detector = RefusalDetector.default()
         aware = PromptAwareRefusalClassifier(detector)
@@ -74,11 +74,13 @@ def agreement(rows: list[dict], rejudge: bool = True) -> dict:
     labels = [r["refusal"] for r in rows]
     out = {"n": len(rows), "human_refusals": sum(labels)}
     for name, predicted in verdicts.items():
-        tp = sum(p and y for p, y in zip(predicted, labels))
-        fp = sum(p and not y for p, y in zip(predicted, labels))
-        fn = sum(y and not p for p, y in zip(predicted, labels))
+        tp = sum(p and y for p, y in zip(predicted, labels, strict=True))
+        fp = sum(p and not y for p, y in zip(predicted, labels, strict=True))
+        fn = sum(y and not p for p, y in zip(predicted, labels, strict=True))
         out[name] = {
-            "agreement": round(100 * sum(p == y for p, y in zip(predicted, labels)) / len(rows), 1),
+            "agreement": round(
+                100 * sum(p == y for p, y in zip(predicted, labels, strict=True)) / len(rows), 1
+            ),
             "precision": round(tp / (tp + fp), 3) if tp + fp else None,
             "recall": round(tp / (tp + fn), 3) if tp + fn else None,
         }

@@ -218,7 +218,9 @@ def _from_gguf(file: Path) -> dict[str, int | None]:
     tokens = reader.fields["tokenizer.ggml.tokens"].contents()
     types = reader.fields["tokenizer.ggml.token_type"].contents()
     control = int(gguf.TokenType.CONTROL)
-    return {tok: i for i, (tok, kind) in enumerate(zip(tokens, types)) if kind == control}
+    return {
+        tok: i for i, (tok, kind) in enumerate(zip(tokens, types, strict=True)) if kind == control
+    }
 
 
 MAX_JSON_DEPTH = 64

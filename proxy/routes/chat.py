@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from proxy.chat_service import CHAT_ROUTE, COMPLETIONS_ROUTE
+from proxy.endpoints import CHAT, COMPLETIONS, Endpoint
 from proxy.errors import APIError
 from proxy.routes.chat_openapi import CHAT_OPENAPI
 from proxy.routes.deps import authenticate, received_at, request_id
@@ -33,7 +33,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def _serve(request: Request, route: str) -> Response:
+async def _serve(request: Request, endpoint: Endpoint) -> Response:
     state = request.app.state
     key = authenticate(request)
     # The slot is held until the response object is built; a streamed answer goes on after
@@ -50,7 +50,7 @@ async def _serve(request: Request, route: str) -> Response:
             request_id(request),
             received_at(request),
             request.receive,
-            route,
+            endpoint,
             key_id=key.key if key is not None else "",
         )
     except BaseException:
@@ -62,7 +62,7 @@ async def _serve(request: Request, route: str) -> Response:
 class _ReleaseWhenSent(Response):
     """Sends the wrapped response, then releases the key's slot (also when the client left)."""
 
-    def __init__(self, inner: Response, slots) -> None:  # noqa: super().__init__ not wanted
+    def __init__(self, inner: Response, slots) -> None:  # super().__init__ not wanted
         self.inner = inner
         self.slots = slots
         self.background = None
@@ -79,11 +79,11 @@ def _hold_until_sent(response: Response, slots) -> Response:
     return _ReleaseWhenSent(response, slots)
 
 
-@router.post(CHAT_ROUTE, openapi_extra=CHAT_OPENAPI)
+@router.post(CHAT.route, openapi_extra=CHAT_OPENAPI)
 async def chat_completions(request: Request) -> Response:
-    return await _serve(request, CHAT_ROUTE)
+    return await _serve(request, CHAT)
 
 
-@router.post(COMPLETIONS_ROUTE)
+@router.post(COMPLETIONS.route)
 async def completions(request: Request) -> Response:
-    return await _serve(request, COMPLETIONS_ROUTE)
+    return await _serve(request, COMPLETIONS)

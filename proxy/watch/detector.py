@@ -181,7 +181,9 @@ class RefusalScanner:
         n = len(tail)
         if n and blanked[:n] != tail:
             current = self._buf[-n:]
-            merged = "".join(" " if b == " " else c for b, c in zip(blanked[:n], current))
+            merged = "".join(
+                " " if b == " " else c for b, c in zip(blanked[:n], current, strict=False)
+            )
             if merged != current:
                 self._buf = self._buf[:-n] + merged
         self._raw_tail = (tail + piece)[-_GLUE_CONTEXT:]

@@ -1,4 +1,3 @@
-
 import pytest
 
 from alignment.mixing import PadCollator, StepMixedDataset, slot_pattern

@@ -7,7 +7,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment.data.files import write_jsonl
 from alignment.models import export_model
-from alignment.train import TrainConfig, train
+from alignment.train import train
+from alignment.train_config import TrainConfig
 
 TRIPLETS = [
     {
@@ -158,7 +159,7 @@ def test_p_cautious_puts_openings_before_some_benign_answers(data):
         for i in range(len(dataset)):
             ex = dataset[i]
             context = tok.decode(
-                [t for t, y in zip(ex["input_ids"], ex["labels"]) if y == IGNORE_INDEX]
+                [t for t, y in zip(ex["input_ids"], ex["labels"], strict=True) if y == IGNORE_INDEX]
             )
             if "sea" in context and any(o in context for o in CAUTIOUS_OPENINGS):
                 seen += 1

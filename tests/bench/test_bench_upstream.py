@@ -13,7 +13,8 @@ import time
 import openai
 import pytest
 
-from tests.support.processes import ROOT, free_port, start
+from proxy.net import free_port
+from tests.support.processes import ROOT, start
 
 PIECES, INTERVAL_MS = 6, 40
 

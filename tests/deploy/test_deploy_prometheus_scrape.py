@@ -15,8 +15,8 @@ import openai
 import pytest
 import yaml
 
+from proxy.net import free_port
 from tests.deploy.tooling import RULES_FILE, tool
-from tests.support.processes import free_port
 
 POLL_TIMEOUT_S = 60.0
 

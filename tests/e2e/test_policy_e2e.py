@@ -18,12 +18,13 @@ import openai
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from proxy.net import free_port
 from tests.conftest import ProxyHandle
 from tests.proxy.policy.prefill_shapes import prefill_shape
 from tests.proxy.policy.test_policy_properties import MODEL as UNIT_MODEL
 from tests.proxy.policy.test_policy_properties import bodies
 from tests.proxy.policy.test_policy_vectors import DROPPED, DROPPED_VALUES, PREFILL, REJECTED, USER
-from tests.support.processes import deepguard_cmd, free_port, start
+from tests.support.processes import deepguard_cmd, start
 
 STUB_MODEL = "stub-model"
 APP_KEY = "sk-app-0123456789"

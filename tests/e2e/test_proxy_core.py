@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.processes import free_port
+from proxy.net import free_port
 
 KEY = "sk-test-0123456789"
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from proxy.net import free_port
 from tests.conftest import ProxyHandle, StubHandle
 from tests.hardening.raw_upstream import RawUpstream
-from tests.support.processes import deepguard_cmd, free_port, start
+from tests.support.processes import deepguard_cmd, start
 
 STUB_MODEL = "stub-model"
 

@@ -267,7 +267,7 @@ def test_deep_nesting_inside_a_field_is_dropped_or_rejected(stub_proxy, field):
 @pytest.mark.parametrize("text", ["\\ud800", "\\udfff tail", "a\\u0000b", "\\uffff\\ufffe"])
 def test_odd_unicode_escapes_never_cause_a_server_error(stub_proxy, text):
     raw = (
-        '{"model": "stub-model", "messages": [{"role": "user", "content": "%s"}]}' % text
+        '{"model": "stub-model", "messages": [{"role": "user", "content": "' + text + '"}]}'
     ).encode()
     r = post(stub_proxy, raw)
     assert r.status_code < 500, r.text

@@ -10,7 +10,7 @@ import asyncio
 import httpx
 import pytest
 
-from proxy import chat_service, config
+from proxy import config, endpoints
 from proxy.app import RequestContext, create_app
 from proxy.config import Settings
 from tests.support.redis_server import RedisServer
@@ -310,9 +310,9 @@ def test_a_body_that_cannot_be_encoded_is_a_400(stub_upstream, monkeypatch):
     deep: list = []
     for _ in range(400):
         deep = [deep]
-    real = chat_service.check_chat_request
+    real = endpoints.CHAT.check_request
     monkeypatch.setattr(
-        chat_service, "check_chat_request", lambda body, ctx: {**real(body, ctx), "metadata": deep}
+        endpoints.CHAT, "check_request", lambda body, ctx: {**real(body, ctx), "metadata": deep}
     )
 
     async def scenario(app, client):

@@ -10,14 +10,14 @@ import time
 
 import pytest
 
+from proxy.net import free_port
 from proxy.upstream import (
-    SSEParser,
     Upstream,
     UpstreamError,
     error_for_status,
     normalise_error_body,
 )
-from tests.support.processes import free_port
+from tests.support.sse_lines import SSEParser
 
 
 def feed(lines: list[str]) -> list[str]:
@@ -245,7 +245,9 @@ def test_sse_splitter_matches_the_line_parser_at_every_split_point():
     rng = random.Random(7)
     for _ in range(200):
         cuts = sorted(rng.sample(range(1, len(SSE_STREAM)), 6))
-        pieces = [SSE_STREAM[a:b] for a, b in zip([0, *cuts], [*cuts, len(SSE_STREAM)])]
+        pieces = [
+            SSE_STREAM[a:b] for a, b in zip([0, *cuts], [*cuts, len(SSE_STREAM)], strict=True)
+        ]
         assert split_events(pieces) == expected
 
 

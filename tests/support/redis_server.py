@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import Server, free_port
+from proxy.net import free_port
+from tests.support.processes import Server
 
 
 class RedisServer:

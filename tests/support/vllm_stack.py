@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.processes import Server, deepguard_cmd, free_port, launch
+from proxy.net import free_port
+from tests.support.processes import Server, deepguard_cmd, launch
 from tests.support.prom import parse_samples
 
 SERVED_NAME = "deepguard-smollm2"

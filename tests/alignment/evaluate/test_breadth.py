@@ -16,7 +16,9 @@ def _items():
     # The drilled models answer their training prompts reliably, so the harmless item is one of them.
     return [
         Item(p, "harmful", {"family": f, "category": "cyber", "set": "advbench"})
-        for p, f in zip((PROMPTS[0], PROMPTS[2], PROMPTS[0] + " "), ("how_can_i", "story", "story"))
+        for p, f in zip(
+            (PROMPTS[0], PROMPTS[2], PROMPTS[0] + " "), ("how_can_i", "story", "story"), strict=True
+        )
     ] + [Item(PROMPTS[1], "harmless", {"set": "xstest-safe"})]
 
 

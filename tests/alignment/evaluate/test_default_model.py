@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 from tiny import make_model, make_tokenizer
 
-from alignment.default_model import (
+from alignment.adapter import (
     DefaultModelUnavailable,
     adapter_digest,
     apply_adapter,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from alignment.evaluate.prefill import asr_by_k
 from tests.support.processes import ROOT, SHARED, deepguard_cmd
 
 # Each test runs whole `deepguard eval` jobs on the real model in subprocesses: a few CPU-minutes,
@@ -77,8 +78,9 @@ def test_prefill_and_rank_modes(deep_model, cases, tmp_path):
         )
         result = load(out)
         assert result["kind"] == "prefill" and result["model"] == "deep"
-        text = json.dumps(result)
-        assert '"5"' in text or "5" in text
+        # One ASR per requested k, each a percentage, in the mode asked for.
+        assert result["mode"] == mode and set(result["k"]) == {"0", "5"}
+        assert all(0 <= asr <= 100 for asr in asr_by_k(result).values())
 
 
 def test_kl_and_recovery(deep_model, cases, tmp_path):

@@ -19,8 +19,9 @@ import httpx
 import openai
 import pytest
 
+from proxy.net import free_port
 from tests.conftest import ProxyHandle
-from tests.support.processes import ROOT, deepguard_cmd, free_port
+from tests.support.processes import ROOT, deepguard_cmd
 from tests.support.vllm_stack import SERVED_NAME, VllmStack
 
 pytestmark = pytest.mark.vllm_lifecycle

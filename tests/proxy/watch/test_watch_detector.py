@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alignment.evaluate.labelled import label_conflicts, load_labelled, score
 from proxy.watch.detector import RefusalDetector
-from proxy.watch.labelled import label_conflicts, load_labelled, score
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "refusal-labelled"
 DETECTOR = RefusalDetector.default()
@@ -159,7 +159,7 @@ CORPUS = [
 def test_incremental_onset_equals_whole_text_onset(text, cuts):
     bounds = sorted({c for c in cuts if 0 < c < len(text)})
     scanner = DETECTOR.scanner()
-    for a, b in zip([0, *bounds], [*bounds, len(text)]):
+    for a, b in zip([0, *bounds], [*bounds, len(text)], strict=True):
         scanner.feed(text[a:b])
     assert scanner.close() == DETECTOR.find_onset(text)
 

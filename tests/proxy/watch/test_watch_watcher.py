@@ -17,7 +17,9 @@ ANSWER = ["The", " capital", " of", " France", " is", " Paris", "."]
 
 def run(pieces, window=0, start_window=5, n_tokens=None):
     watch = ChoiceWatch(DETECTOR, start_window=start_window, hold_back_tokens=window)
-    per_push = [watch.push(p, n) for p, n in zip(pieces, n_tokens or [1] * len(pieces))]
+    per_push = [
+        watch.push(p, n) for p, n in zip(pieces, n_tokens or [1] * len(pieces), strict=True)
+    ]
     at_end = watch.finish()
     return watch, per_push, at_end
 
@@ -142,7 +144,7 @@ def test_bad_use_is_an_error():
     with pytest.raises(ValueError):
         watch.push("x", -1)
     with pytest.raises(RuntimeError):
-        watch.outcome
+        _ = watch.outcome
     watch.finish()
     with pytest.raises(RuntimeError):
         watch.push("x")

@@ -4,7 +4,7 @@ PyRIT-style labels (and evaluation judges) count as a refusal any answer that do
 what was asked: an answer to some other question, a jailbreak persona's canned non-answer, a
 lecture about why the request is wrong. The text detector (`detector.py`) cannot see those: the
 same text is a fine answer to one request and a non-answer to another. Knowing the request (the
-last user message in the proxy; the prompt offline) decides them.
+evaluated prompt) decides them.
 
 Rules, in order (pure Python, no model; tens to a few hundred microseconds per answer):
 1. the text detector: an explicit decline anywhere (unchanged; its onset is the onset);
@@ -27,8 +27,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from alignment.evaluate.labelled import Confusion, LabelledAnswer
 from proxy.watch.detector import RefusalDetector
-from proxy.watch.labelled import Confusion, LabelledAnswer
 
 # Only the opening of an answer is compared with the request: an answer that addresses the
 # request says so early, and a long off-topic text is likelier to share a word by chance.

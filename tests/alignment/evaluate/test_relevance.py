@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from alignment.evaluate.labelled import load_labelled, score
+from alignment.evaluate.relevance import (
+    PromptAwareRefusalClassifier,
+    score_with_prompts,
+    topic_words,
+)
 from proxy.watch.detector import RefusalClassifier, RefusalDetector
-from proxy.watch.labelled import load_labelled, score
-from proxy.watch.relevance import PromptAwareRefusalClassifier, score_with_prompts, topic_words
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "refusal-labelled"
 DETECTOR = RefusalDetector.default()
