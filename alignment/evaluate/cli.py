@@ -114,6 +114,15 @@ def register(subparsers) -> None:
     p.add_argument("--examples", type=int, default=32)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument(
+        "--batch", type=int, default=8, help="examples per optimizer step (the paper: 64)"
+    )
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        help="linear warm-up of the constrained run (the paper: 10; without it, 29%% ASR)",
+    )
     p.add_argument("--styles", default="harmful", help="comma list of harmful, refuse-then-comply")
     p.add_argument("--objectives", default="sft,constrained")
     p.add_argument(
@@ -323,6 +332,8 @@ def _run_finetune_attack(args) -> int:
         styles=args.styles.split(","),
         epochs=args.epochs,
         learning_rate=args.lr,
+        batch=args.batch,
+        warmup_steps=args.warmup_steps,
     )
     result.update(kind="finetune-attack", model=_label(args))
     _save(result, args.out, started)

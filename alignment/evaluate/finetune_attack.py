@@ -38,6 +38,7 @@ def _train_one(
     learning_rate: float,
     batch: int,
     seed: int,
+    warmup_steps: int = 0,
 ):
     from alignment.models import load_model
     from alignment.train import train
@@ -58,7 +59,12 @@ def _train_one(
         safety_per_step=0,
         benign_per_step=batch,
         micro_batch=micro,
+        # The paper's constrained recipe: AdamW beta1 0.5 and a linear warm-up; plain SFT as usual.
         adam_beta1=0.5 if objective == "constrained" else 0.9,
+        warmup_steps=warmup_steps if objective == "constrained" else 0,
+        lr_scheduler="constant_with_warmup"
+        if warmup_steps and objective == "constrained"
+        else "constant",
         save_steps=10_000,
         seed=seed,
     )
@@ -82,6 +88,7 @@ def finetune_attack(
     sampling: Sampling = Sampling(),
     judge=None,
     seed: int = 0,
+    warmup_steps: int = 0,
 ) -> dict:
     """ASR (k = 0) and utility before the attack and after each (style, objective) attack."""
     from alignment.evaluate.benign import utility
@@ -103,6 +110,8 @@ def finetune_attack(
         "examples": len(train_cases),
         "epochs": epochs,
         "learning_rate": learning_rate,
+        "batch": batch,
+        "warmup_steps": warmup_steps,
         "eval_prompts": len(eval_prompts),
         "initial": measure(model, tokenizer),
         "attacks": {},
@@ -121,6 +130,7 @@ def finetune_attack(
                 learning_rate,
                 batch,
                 seed,
+                warmup_steps,
             )
             result["attacks"][f"{style}/{objective}"] = {
                 **measure(attacked, attacked_tokenizer),

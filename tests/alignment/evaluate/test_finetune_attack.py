@@ -38,3 +38,31 @@ def test_sft_attack_breaks_a_refusing_model_and_leaves_the_original_untouched(re
     assert result["attacks"]["harmful/sft"]["asr"] > 0.0
     assert set(result["attacks"]) == {"harmful/sft", "harmful/constrained"}
     assert all((before[k] == v).all() for k, v in model.state_dict().items())
+
+
+def test_the_papers_recipe_warms_up_only_the_constrained_run(refusing, tmp_path):
+    import json
+
+    model, tok = refusing
+    result = finetune_attack(
+        model,
+        tok,
+        CASES,
+        PROMPTS,
+        [],
+        tmp_path,
+        objectives=("sft", "constrained"),
+        epochs=1,
+        learning_rate=1e-3,
+        batch=3,
+        warmup_steps=10,
+    )
+    configs = {
+        name: json.loads((tmp_path / f"harmful-{name}" / "train_config.json").read_text())
+        for name in ("sft", "constrained")
+    }
+    assert configs["constrained"]["warmup_steps"] == 10
+    assert configs["constrained"]["lr_scheduler"] == "constant_with_warmup"
+    assert configs["constrained"]["adam_beta1"] == 0.5
+    assert configs["sft"]["warmup_steps"] == 0 and configs["sft"]["lr_scheduler"] == "constant"
+    assert result["warmup_steps"] == 10 and result["batch"] == 3
