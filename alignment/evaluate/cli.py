@@ -213,6 +213,11 @@ def register(subparsers) -> None:
         help="T=1.0 seeds for the breadth numbers",
     )
     p.add_argument("--max-breadth-change", type=float, default=5.0)
+    p.add_argument(
+        "--baseline-from",
+        help="a previous gate result whose baseline was measured with these exact settings and "
+        "weights: reuse its numbers instead of measuring the baseline again",
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--out", default="eval-results/gate.json")
@@ -468,7 +473,13 @@ def _run_report(args) -> int:
 
 
 def _run_gate(args) -> int:
-    from alignment.evaluate.gate import Margins, measure, regressions
+    from alignment.evaluate.gate import (
+        Margins,
+        gate_settings,
+        measure,
+        regressions,
+        reusable_baseline,
+    )
     from alignment.evaluate.generate import LocalGenerator, Sampling
     from alignment.evaluate.sources import benign_tasks, load_prompts
 
@@ -486,8 +497,30 @@ def _run_gate(args) -> int:
             load_prompts(args.safe_prompts)
         )
         breadth_samplings = api_default_samplings(48, args.breadth_sampled_seeds)
-    metrics = {
-        name: measure(
+    settings = gate_settings(
+        baseline=args.baseline,
+        cases=cases,
+        ks=args.ks,
+        safe_prompts=safe,
+        tasks=tasks,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        breadth_items=breadth_items,
+        breadth_samplings=breadth_samplings,
+    )
+    reused = None
+    if args.baseline_from:
+        try:
+            reused = reusable_baseline(json.loads(Path(args.baseline_from).read_text()), settings)
+        except (OSError, ValueError) as exc:
+            print(
+                f"deepguard eval gate: --baseline-from {args.baseline_from}: {exc}", file=sys.stderr
+            )
+            return 2
+        print(f"baseline numbers reused from {args.baseline_from} (same settings and weights)")
+
+    def measured(path: str) -> dict:
+        return measure(
             LocalGenerator.from_path(path, args.batch_size),
             cases,
             args.ks,
@@ -497,7 +530,10 @@ def _run_gate(args) -> int:
             breadth_items,
             breadth_samplings,
         )
-        for name, path in (("candidate", args.candidate), ("baseline", args.baseline))
+
+    metrics = {
+        "candidate": measured(args.candidate),
+        "baseline": reused if reused is not None else measured(args.baseline),
     }
     margins = Margins(
         args.max_asr_increase,
@@ -510,6 +546,8 @@ def _run_gate(args) -> int:
         {
             "kind": "gate",
             "model": Path(args.candidate).name,
+            "settings": settings,
+            "baseline_reused_from": args.baseline_from,
             **metrics,
             "regressions": failures,
             "passed": not failures,

@@ -4,7 +4,10 @@ optionally every breadth number: refusal per phrasing family and judge, harmless
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,70 @@ def breadth_numbers(result: dict) -> dict:
                 out[f"{run}/harmful refused/{family}/{judge}"] = value(entry, judge)
         out[f"{run}/harmless recovered"] = value(summary["harmless"], "recovered")
     return out
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(
+        json.dumps(value, sort_keys=True, default=repr, ensure_ascii=False).encode()
+    ).hexdigest()
+
+
+def weights_digest(path: str | Path) -> str:
+    """sha256 over a model's weight files (a directory's *.safetensors / *.gguf, or one file)."""
+    path = Path(path)
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(path.glob("*.safetensors")) + sorted(path.glob("*.gguf"))
+    )
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def gate_settings(
+    *,
+    baseline,
+    cases,
+    ks,
+    safe_prompts,
+    tasks,
+    max_new_tokens,
+    batch_size,
+    breadth_items,
+    breadth_samplings,
+) -> dict:
+    """What a baseline measurement depends on: its weights and every input and decoding setting
+    (batch size included: padding changes greedy decoding at the margin). Equal settings mean
+    equal numbers, so a later gate may reuse them (`--baseline-from`)."""
+    return {
+        "baseline_weights": weights_digest(baseline),
+        "cases": _digest([(c.prompt, c.harmful) for c in cases]),
+        "ks": list(ks),
+        "safe_prompts": _digest(list(safe_prompts)),
+        "tasks": _digest([vars(t) if hasattr(t, "__dict__") else t for t in tasks]),
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "breadth_items": _digest(breadth_items) if breadth_items else None,
+        "breadth_samplings": _digest(list(breadth_samplings)),
+    }
+
+
+def reusable_baseline(previous: dict, settings: dict) -> dict:
+    """The baseline numbers of a previous gate result, if it was measured with `settings`."""
+    if previous.get("kind") != "gate" or "baseline" not in previous:
+        raise ValueError("not a gate result")
+    before = previous.get("settings")
+    if not before:
+        raise ValueError("it records no settings (written by an older deepguard); measure again")
+    changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+    if changed:
+        raise ValueError(f"measured with other settings ({', '.join(changed)}); measure again")
+    return previous["baseline"]
 
 
 def regressions(candidate: dict, baseline: dict, margins: Margins = Margins()) -> list[str]:

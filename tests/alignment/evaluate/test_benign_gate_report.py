@@ -86,6 +86,19 @@ def test_gate_cli_exits_nonzero_on_a_constructed_regression(refusing, complying,
         main(common + ["--candidate", safe, "--baseline", safe, "--out", str(tmp_path / "g2.json")])
         == 0
     )
+    # A later gate against the same baseline reuses its numbers, not a differently measured one.
+    reuse = ["--baseline", safe, "--baseline-from", str(tmp_path / "g1.json")]
+    assert main(common + ["--candidate", bad, *reuse, "--out", str(tmp_path / "g3.json")]) == 1
+    again = json.loads((tmp_path / "g3.json").read_text())
+    assert again["baseline"] == verdict["baseline"] and again["baseline_reused_from"]
+    assert main(common + ["--max-new-tokens", "8", "--candidate", bad, *reuse]) == 2
+    assert (
+        main(
+            common
+            + ["--candidate", bad, "--baseline", bad, "--baseline-from", str(tmp_path / "g1.json")]
+        )
+        == 2
+    )
 
 
 def test_report_puts_models_side_by_side(tmp_path):
