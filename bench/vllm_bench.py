@@ -303,15 +303,15 @@ def run_rounds(targets: dict, args) -> dict:
 
 def section(text: str, args, started_stack: bool) -> str:
     upstream = (
-        "started by `deepguard serve` as `make serve` does"
+        "vLLM and proxy started by `deepguard serve` as `make serve` does"
         if started_stack
-        else "a running vLLM and proxy (`--vllm`, `--proxy`)"
+        else "vLLM and proxy already running (`--vllm`, `--proxy`)"
     )
     gateway = "not run (`--no-litellm`)" if args.no_litellm else litellm.LITELLM_VERSION
     return (
-        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: vLLM {upstream}; "
-        f"LiteLLM {gateway}; up to {args.max_tokens} new tokens, {args.rounds} rounds, "
-        f"{args.per_stream} requests per stream per round. "
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {upstream}; "
+        f"LiteLLM {gateway}; up to {args.max_tokens} new tokens; rounds: {args.rounds}, "
+        f"requests per stream per round: {args.per_stream}. "
         f"Machine: {os.cpu_count()} cores, {platform.machine()}.\n\n"
         f"{text}\n"
     )
