@@ -19,6 +19,8 @@ LITELLM_VERSION = "1.108.0"
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".bench" / "litellm-venv"
 CONFIG = Path(__file__).resolve().parent / "litellm_config.yaml"
+# bench/vllm_bench.py: the same settings, one deployment named as the served default on real vLLM.
+VLLM_CONFIG = Path(__file__).resolve().parent / "litellm_vllm_config.yaml"
 
 
 def executable() -> Path:
@@ -65,11 +67,11 @@ def ensure_installed() -> Path:
     return executable()
 
 
-def command(port: int) -> list[str]:
+def command(port: int, config: Path = CONFIG) -> list[str]:
     return [
         str(executable()),
         "--config",
-        str(CONFIG),
+        str(config),
         "--host",
         "127.0.0.1",
         "--port",
@@ -79,12 +81,14 @@ def command(port: int) -> list[str]:
     ]
 
 
-def environment(upstream_url: str, client_key: str) -> dict[str, str]:
+def environment(
+    upstream_url: str, client_key: str, upstream_key: str = "sk-bench-upstream"
+) -> dict[str, str]:
     return {
         # LiteLLM refuses to start without a master key; clients send it like deepguard's key.
         "LITELLM_MASTER_KEY": client_key,
         "BENCH_UPSTREAM_BASE": upstream_url + "/v1",
-        "BENCH_UPSTREAM_KEY": "sk-bench-upstream",
+        "BENCH_UPSTREAM_KEY": upstream_key,
         # Offline machine: use the bundled model-cost map instead of fetching it at start-up.
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "LITELLM_LOG": "ERROR",

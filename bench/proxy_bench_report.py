@@ -356,12 +356,12 @@ BEGIN = "<!-- latest-run: begin (bench/proxy_bench.py --write-docs rewrites this
 END = "<!-- latest-run: end -->"
 
 
-def replace_section(doc: str, section: str) -> str:
+def replace_section(doc: str, section: str, begin: str = BEGIN, end: str = END) -> str:
     """`doc` with the text between the markers replaced by `section`."""
-    start, stop = doc.find(BEGIN), doc.find(END)
+    start, stop = doc.find(begin), doc.find(end)
     if start < 0 or stop < start:
-        raise ValueError(f"the document has no {BEGIN!r} ... {END!r} section to rewrite")
-    return doc[: start + len(BEGIN)] + "\n" + section.strip("\n") + "\n" + doc[stop:]
+        raise ValueError(f"the document has no {begin!r} ... {end!r} section to rewrite")
+    return doc[: start + len(begin)] + "\n" + section.strip("\n") + "\n" + doc[stop:]
 
 
 def write_docs(path: Path, text: str, args: argparse.Namespace, argv: list[str] | None) -> None:

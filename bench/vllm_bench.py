@@ -1,13 +1,17 @@
-"""Throughput and latency of the served default through the proxy, beside vLLM direct.
+"""Latency the proxy adds to the served default on vLLM, beside LiteLLM in front of the same vLLM.
 
 Starts `deepguard serve` as `make serve` does (the proxy and its vLLM child on the prepared deep
-default), unless `--proxy`/`--vllm` point at running ones, then streams the same requests at 1 and
-8 concurrent streams, alternating direct and proxied rounds so noise from other jobs spreads over
-both. Per configuration: aggregate generated tokens per second, time to first token and
-inter-token latency (p50), and the proxy's added time. `--write-docs` rewrites
-docs/benchmarks-vllm.md with the table.
+default), unless `--proxy`/`--vllm` point at running ones, and LiteLLM (installed into
+.bench/litellm-venv on first use, as bench/proxy_bench.py does) in front of that vLLM with the
+minted key. Then streams the same requests at each `--streams` count to vLLM direct, through
+deepguard and through LiteLLM, in rounds whose order rotates so noise from other jobs spreads over
+all configurations. Per configuration: aggregate generated tokens per second, time to first token
+and inter-token latency (p50); per gateway, the TTFT and ITL it adds over direct and LiteLLM's
+added / deepguard's added, beside the issue's targets. `--write-docs` rewrites the generated
+section of docs/benchmarks-vllm.md.
 
-    .venv/bin/python bench/vllm_bench.py [--rounds 3] [--streams 1,8] [--max-tokens 200]
+    .venv/bin/python bench/vllm_bench.py [--rounds 3] [--streams 1,8,32] [--max-tokens 200]
+        [--no-litellm] [--proxy URL --vllm URL --vllm-key KEY]
 """
 
 from __future__ import annotations
@@ -27,13 +31,30 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))
+
+import proxy_bench_litellm as litellm  # noqa: E402
+from proxy_bench_procs import Service  # noqa: E402
+from proxy_bench_report import replace_section  # noqa: E402
 
 from proxy.net import free_port  # noqa: E402
-from tests.support.processes import deepguard_cmd, launch  # noqa: E402
 
 MODEL = "deepguard-smollm2"
 DOC = ROOT / "docs" / "benchmarks-vllm.md"
+TARGETS = ("direct", "deepguard", "litellm")
+LABELS = {"direct": "vLLM direct", "deepguard": "through deepguard", "litellm": "through LiteLLM"}
+# LiteLLM refuses to start without a master key; the bench sends it as clients would.
+LITELLM_CLIENT_KEY = "sk-bench-litellm-" + secrets.token_hex(8)
+# Issue 16's targets: deepguard's added latency at 8 streams, and LiteLLM's over deepguard's.
+TARGET_STREAMS = 8
+TARGET_TTFT_MS = 1.0
+TARGET_ITL_US = 50.0
+TARGET_RATIO = 10.0
+# docs/benchmarks-vllm.md holds the prose; a run rewrites only the section between these markers.
+BEGIN = "<!-- vllm-bench: begin (bench/vllm_bench.py --write-docs rewrites this section) -->"
+END = "<!-- vllm-bench: end -->"
 PROMPTS = [
     "Write a detailed essay about the history of lighthouses.",
     "Explain in detail how bread is made, step by step.",
@@ -118,100 +139,241 @@ def summarise(runs: list[tuple[float, list[Sample]]]) -> dict:
     }
 
 
-def start_stack() -> tuple[object, str, str, str]:
+def start_stack(log_dir: Path) -> tuple[Service, str, str]:
+    """`deepguard serve` with its vLLM child; (server, vLLM URL, vLLM key)."""
     port, vllm_port = free_port(), free_port()
     key = "sk-bench-" + secrets.token_hex(8)
-    log_dir = ROOT / ".bench"
-    log_dir.mkdir(exist_ok=True)
-    server = launch(
-        deepguard_cmd() + ["serve", "--port", str(port)],
+    server = Service(
+        "vllm-bench-serve",
+        [str(Path(sys.executable).parent / "deepguard"), "serve", "--port", str(port)],
         port,
+        "/readyz",
         log_dir,
-        "vllm-bench",
-        {"DEEPGUARD_VLLM_PORT": str(vllm_port), "DEEPGUARD_UPSTREAM_API_KEY": key},
+        # One worker, as the earlier runs in docs/benchmarks-vllm.md were measured.
+        env={
+            "DEEPGUARD_VLLM_PORT": str(vllm_port),
+            "DEEPGUARD_UPSTREAM_API_KEY": key,
+            "DEEPGUARD_SERVER_WORKERS": "1",
+        },
+        cwd=ROOT,
     )
     print(f"starting deepguard serve + vLLM (log: {server.log_path}) ...", flush=True)
-    server.wait_ready("/readyz", 1800)
-    return server, server.url, f"http://127.0.0.1:{vllm_port}", key
+    server.wait_ready(1800)
+    return server, f"http://127.0.0.1:{vllm_port}", key
 
 
-def table(results: dict, args) -> str:
+def start_litellm(vllm_url: str, vllm_key: str, log_dir: Path) -> Service:
+    """LiteLLM's proxy in front of the same vLLM, with the key vLLM was given."""
+    litellm.ensure_installed()
+    port = free_port()
+    service = Service(
+        "vllm-bench-litellm",
+        litellm.command(port, litellm.VLLM_CONFIG),
+        port,
+        "/health/liveliness",
+        log_dir,
+        env=litellm.environment(vllm_url, LITELLM_CLIENT_KEY, vllm_key),
+        cwd=log_dir,
+    )
+    print(f"starting LiteLLM {litellm.LITELLM_VERSION} (log: {service.log_path}) ...", flush=True)
+    service.wait_ready(300)
+    return service
+
+
+def rotation(targets: list[str], k: int) -> list[str]:
+    """`targets` starting at position k: over len(targets) rounds each one runs in every slot."""
+    k %= len(targets)
+    return targets[k:] + targets[:k]
+
+
+def added(results: dict, streams: int, target: str) -> tuple[float, float]:
+    """(added TTFT p50 in ms, added ITL p50 in us) of `target` over direct at `streams`."""
+    r, d = results[(streams, target)], results[(streams, "direct")]
+    return r["ttft_p50_ms"] - d["ttft_p50_ms"], 1000 * (r["itl_p50_ms"] - d["itl_p50_ms"])
+
+
+def ratio(litellm_added: float, deepguard_added: float) -> str:
+    if deepguard_added <= 0:
+        return "n/a (deepguard +0 or less)"
+    return f"{litellm_added / deepguard_added:.1f}x"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def tables(results: dict, streams_list: list[int], with_litellm: bool) -> str:
+    targets = [t for t in TARGETS if with_litellm or t != "litellm"]
     lines = [
         "| streams | path | tok/s (aggregate) | TTFT p50 ms | ITL p50 ms | requests |",
         "|---|---|---|---|---|---|",
     ]
-    for streams in args.streams:
-        direct, proxied = results[(streams, "direct")], results[(streams, "proxy")]
-        for name, r in (("vLLM direct", direct), ("through deepguard", proxied)):
+    for streams in streams_list:
+        for t in targets:
+            r = results[(streams, t)]
             lines.append(
-                f"| {streams} | {name} | {r['tok_s']:.0f} | {r['ttft_p50_ms']:.1f} | "
-                f"{r['itl_p50_ms']:.2f} | {r['requests']} |"
+                f"| {streams} | {LABELS[t]} | {r['tok_s']:.0f} | {r['ttft_p50_ms']:.2f} | "
+                f"{r['itl_p50_ms']:.3f} | {r['requests']} |"
             )
-        lines.append(
-            f"| {streams} | **added by the proxy** | "
-            f"{100 * proxied['tok_s'] / direct['tok_s']:.0f}% of direct | "
-            f"{proxied['ttft_p50_ms'] - direct['ttft_p50_ms']:+.1f} | "
-            f"{proxied['itl_p50_ms'] - direct['itl_p50_ms']:+.2f} | |"
+    lines += [
+        "",
+        "Added over vLLM direct (p50 of the gateway minus p50 direct; negative: within noise):",
+        "",
+    ]
+    head = "| streams | deepguard TTFT ms | deepguard ITL us | deepguard tok/s |"
+    rule = "|---|---|---|---|"
+    if with_litellm:
+        head += (
+            " LiteLLM TTFT ms | LiteLLM ITL us | LiteLLM tok/s |"
+            " LiteLLM / deepguard TTFT | LiteLLM / deepguard ITL |"
         )
+        rule += "---|---|---|---|---|"
+    lines += [head, rule]
+    for streams in streams_list:
+        direct = results[(streams, "direct")]["tok_s"]
+        dg_ttft, dg_itl = added(results, streams, "deepguard")
+        dg_tok = 100 * results[(streams, "deepguard")]["tok_s"] / direct
+        row = f"| {streams} | {dg_ttft:+.2f} | {dg_itl:+.0f} | {dg_tok:.0f}% of direct |"
+        if with_litellm:
+            ll_ttft, ll_itl = added(results, streams, "litellm")
+            ll_tok = 100 * results[(streams, "litellm")]["tok_s"] / direct
+            row += (
+                f" {ll_ttft:+.2f} | {ll_itl:+.0f} | {ll_tok:.0f}% of direct |"
+                f" {ratio(ll_ttft, dg_ttft)} | {ratio(ll_itl, dg_itl)} |"
+            )
+        lines.append(row)
     return "\n".join(lines)
 
 
-def main() -> int:
+def targets_report(results: dict, streams_list: list[int], with_litellm: bool) -> str:
+    """The issue's targets beside the measured numbers, one line each."""
+    lines = []
+    if TARGET_STREAMS in streams_list:
+        ttft, itl = added(results, TARGET_STREAMS, "deepguard")
+        lines.append(
+            f"- deepguard added TTFT p50 at {TARGET_STREAMS} streams <= {TARGET_TTFT_MS:g} ms: "
+            f"{ttft:+.2f} ms, {verdict(ttft <= TARGET_TTFT_MS)}"
+        )
+        lines.append(
+            f"- deepguard added ITL p50 at {TARGET_STREAMS} streams <= {TARGET_ITL_US:g} us: "
+            f"{itl:+.0f} us, {verdict(itl <= TARGET_ITL_US)}"
+        )
+    else:
+        lines.append(f"- deepguard's targets at {TARGET_STREAMS} streams: not measured this run")
+    if with_litellm:
+        for streams in streams_list:
+            dg, ll = added(results, streams, "deepguard"), added(results, streams, "litellm")
+            # ll >= 10 * dg also holds, as it should, when deepguard added nothing (dg <= 0).
+            parts = [
+                f"{what} {ll_v:+.{digits}f} vs {dg_v:+.{digits}f} {unit}, "
+                f"{verdict(ll_v >= TARGET_RATIO * dg_v)}"
+                for what, ll_v, dg_v, unit, digits in (
+                    ("TTFT", ll[0], dg[0], "ms", 2),
+                    ("ITL", ll[1], dg[1], "us", 0),
+                )
+            ]
+            lines.append(
+                f"- LiteLLM added >= {TARGET_RATIO:g}x deepguard's at {streams} streams: "
+                + "; ".join(parts)
+            )
+    else:
+        lines.append(f"- LiteLLM added >= {TARGET_RATIO:g}x deepguard's: not run (--no-litellm)")
+    return "\n".join(lines)
+
+
+def run_rounds(targets: dict, args) -> dict:
+    """Rounds outermost, then stream counts, then the targets in a rotating order, so a slow
+    stretch of the machine lands on every configuration rather than on one."""
+    names = list(targets)
+    runs: dict = {}
+    for rnd in range(args.rounds):
+        for i, streams in enumerate(args.streams):
+            for name in rotation(names, rnd + i):
+                url, headers = targets[name]
+                runs.setdefault((streams, name), []).append(
+                    asyncio.run(phase(url, headers, streams, args.per_stream, args.max_tokens))
+                )
+                print(
+                    f"  round={rnd + 1} streams={streams} {name}: "
+                    f"{summarise(runs[(streams, name)][-1:])['tok_s']:.0f} tok/s",
+                    flush=True,
+                )
+    return {k: summarise(v) for k, v in runs.items()}
+
+
+def section(text: str, args, started_stack: bool) -> str:
+    upstream = (
+        "vLLM and proxy started by `deepguard serve` as `make serve` does"
+        if started_stack
+        else "vLLM and proxy already running (`--vllm`, `--proxy`)"
+    )
+    gateway = "not run (`--no-litellm`)" if args.no_litellm else litellm.LITELLM_VERSION
+    return (
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {upstream}; "
+        f"LiteLLM {gateway}; up to {args.max_tokens} new tokens; rounds: {args.rounds}, "
+        f"requests per stream per round: {args.per_stream}. "
+        f"Machine: {os.cpu_count()} cores, {platform.machine()}.\n\n"
+        f"{text}\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--proxy", help="running proxy base URL (default: start deepguard serve)")
+    parser.add_argument("--proxy-key", default="", help="API key the running proxy asks for")
     parser.add_argument("--vllm", help="running vLLM base URL, with --vllm-key")
     parser.add_argument("--vllm-key", default=os.environ.get("VLLM_API_KEY", ""))
-    parser.add_argument("--streams", default="1,8", type=lambda s: [int(x) for x in s.split(",")])
+    parser.add_argument(
+        "--streams", default="1,8,32", type=lambda s: [int(x) for x in s.split(",")]
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--per-stream", type=int, default=2, help="requests per stream per round")
     parser.add_argument("--max-tokens", type=int, default=200)
+    parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM column")
     parser.add_argument("--write-docs", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--doc", type=Path, default=DOC, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if min(args.streams) < 1 or args.rounds < 1 or args.per_stream < 1:
+        parser.error("--streams, --rounds and --per-stream must be positive")
+    if bool(args.proxy) != bool(args.vllm):
+        parser.error("--proxy and --vllm go together (or neither: start deepguard serve)")
 
-    server = None
-    if args.proxy and args.vllm:
-        proxy_url, vllm_url, key = args.proxy, args.vllm, args.vllm_key
-    else:
-        server, proxy_url, vllm_url, key = start_stack()
-    targets = {"direct": (vllm_url, {"Authorization": f"Bearer {key}"}), "proxy": (proxy_url, {})}
+    log_dir = ROOT / ".bench"
+    log_dir.mkdir(exist_ok=True)
+    services: list[Service] = []
     try:
-        asyncio.run(phase(proxy_url, {}, 2, 1, 16))  # warm both paths' connections
-        runs: dict = {}
-        for streams in args.streams:
-            for rnd in range(args.rounds):
-                order = ("direct", "proxy") if rnd % 2 == 0 else ("proxy", "direct")
-                for name in order:
-                    url, headers = targets[name]
-                    runs.setdefault((streams, name), []).append(
-                        asyncio.run(phase(url, headers, streams, args.per_stream, args.max_tokens))
-                    )
-                    print(
-                        f"  streams={streams} round={rnd + 1} {name}: "
-                        f"{summarise(runs[(streams, name)][-1:])['tok_s']:.0f} tok/s",
-                        flush=True,
-                    )
-        results = {k: summarise(v) for k, v in runs.items()}
+        if args.proxy:
+            proxy_url, vllm_url, key = args.proxy, args.vllm, args.vllm_key
+        else:
+            server, vllm_url, key = start_stack(log_dir)
+            services.append(server)
+            proxy_url = server.url
+        proxy_headers = {"Authorization": f"Bearer {args.proxy_key}"} if args.proxy_key else {}
+        targets = {
+            "direct": (vllm_url, {"Authorization": f"Bearer {key}"}),
+            "deepguard": (proxy_url, proxy_headers),
+        }
+        if not args.no_litellm:
+            gateway = start_litellm(vllm_url, key, log_dir)
+            services.append(gateway)
+            targets["litellm"] = (gateway.url, {"Authorization": f"Bearer {LITELLM_CLIENT_KEY}"})
+        for url, headers in targets.values():  # warm every path's connections
+            asyncio.run(phase(url, headers, 2, 1, 16))
+        results = run_rounds(targets, args)
     finally:
-        if server is not None:
-            server.stop()
-    text = table(results, args)
+        for service in reversed(services):
+            service.stop()
+    with_litellm = not args.no_litellm
+    text = (
+        tables(results, args.streams, with_litellm)
+        + "\n\nIssue 16's targets:\n\n"
+        + targets_report(results, args.streams, with_litellm)
+    )
     print(text)
     if args.write_docs:
-        DOC.write_text(
-            "# Served-model benchmark: the proxy in front of real vLLM\n\n"
-            "Generated by `bench/vllm_bench.py --write-docs` (part of `make bench`); do not edit "
-            "by hand.\n\nThe served default (`deepguard-smollm2`) on vLLM's CPU build, started "
-            "by `deepguard serve` as `make serve` does; the same streamed requests (greedy, "
-            f"up to {args.max_tokens} new tokens, {len(PROMPTS)} essay-style prompts) sent "
-            "straight to vLLM (with its key) and through the proxy, in alternating rounds "
-            f"({args.rounds} per row, {args.per_stream} requests per stream per round). "
-            "tok/s = completion tokens (from usage) over the phase's wall time. TTFT and ITL are "
-            "measured at the client. The proxy runs its full policy and recovery watch "
-            "(observe-only, as by default).\n\n"
-            f"Machine: {os.cpu_count()} cores, {platform.machine()}, "
-            f"run {time.strftime('%Y-%m-%d')}.\n\n" + text + "\n"
-        )
-        print(f"wrote {DOC.relative_to(ROOT)}")
+        doc = args.doc.read_text()
+        args.doc.write_text(replace_section(doc, section(text, args, not args.proxy), BEGIN, END))
+        print(f"rewrote the generated section of {args.doc}")
     return 0
 
 

@@ -1,0 +1,61 @@
+"""bench/vllm_bench.py's report: the added latency of each gateway over vLLM direct, the issue's
+targets beside it, the rotating round order, and the doc section `--write-docs` rewrites."""
+
+from __future__ import annotations
+
+from bench.proxy_bench_report import replace_section
+from bench.vllm_bench import BEGIN, DOC, END, rotation, tables, targets_report
+
+
+def result(ttft_ms: float, itl_ms: float, tok_s: float = 100.0) -> dict:
+    return {"tok_s": tok_s, "ttft_p50_ms": ttft_ms, "itl_p50_ms": itl_ms, "requests": 8}
+
+
+def results(dg_ttft: float, dg_itl: float, ll_ttft: float, ll_itl: float) -> dict:
+    out = {}
+    for streams in (1, 8):
+        out[(streams, "direct")] = result(100.0, 20.0)
+        out[(streams, "deepguard")] = result(100.0 + dg_ttft, 20.0 + dg_itl)
+        out[(streams, "litellm")] = result(100.0 + ll_ttft, 20.0 + ll_itl)
+    return out
+
+
+def test_targets_met_when_deepguard_is_small_and_litellm_ten_times_more():
+    report = targets_report(results(0.5, 0.02, 30.0, 0.5), [1, 8], True)
+    assert "+0.50 ms, met" in report and "+20 us, met" in report
+    assert "not met" not in report
+
+
+def test_each_target_can_fail():
+    report = targets_report(results(2.0, 0.08, 5.0, 0.1), [1, 8], True)
+    assert "+2.00 ms, **not met**" in report and "+80 us, **not met**" in report
+    assert report.count("**not met**") == 2 + 2 * 2  # LiteLLM's TTFT and ITL in both rows
+
+
+def test_deepguard_adding_nothing_has_no_ratio():
+    text = tables(results(-0.1, 0.0, 3.0, 0.2), [1, 8], True)
+    assert "n/a" in text and "LiteLLM / deepguard TTFT" in text
+    report = targets_report(results(-0.1, 0.0, 3.0, 0.2), [1, 8], True)
+    assert "LiteLLM added >= 10x deepguard's at 8 streams: TTFT +3.00 vs -0.10 ms, met" in report
+
+
+def test_without_litellm_there_are_no_litellm_columns():
+    text = tables(results(0.5, 0.02, 0.0, 0.0), [1, 8], False)
+    assert "LiteLLM" not in text and "through LiteLLM" not in text
+    assert "not run (--no-litellm)" in targets_report(results(0.5, 0.02, 0, 0), [1], False)
+
+
+def test_rounds_put_every_target_in_every_slot():
+    names = ["direct", "deepguard", "litellm"]
+    orders = [rotation(names, k) for k in range(3)]
+    for slot in range(3):
+        assert sorted(order[slot] for order in orders) == sorted(names)
+
+
+def test_the_doc_section_is_replaced_and_its_prose_kept():
+    doc = DOC.read_text()
+    assert doc.count(BEGIN) == 1 and doc.count(END) == 1
+    new = replace_section(doc, "| new | table |", BEGIN, END)
+    assert new.split(BEGIN)[0] == doc.split(BEGIN)[0]
+    assert new.split(END)[1] == doc.split(END)[1]
+    assert "| new | table |" in new.split(BEGIN)[1].split(END)[0]
