@@ -1,5 +1,5 @@
 """Per-send cost of the write timeout on the streamed path: `asyncio.timeout` around every ASGI
-send (before) against proxy.app.WriteWatch (one timer per response), same run, same loop.
+send (before) against proxy.middleware.WriteWatch (one timer per response), same run, same loop.
 
 Run: .venv/bin/python bench/send_path_bench.py [--sends 200000] [--rounds 5]
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from proxy.app import WriteWatch  # noqa: E402
+from proxy.middleware import WriteWatch  # noqa: E402
 
 
 async def noop_send(message) -> None:

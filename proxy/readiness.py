@@ -8,7 +8,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from proxy.upstream import UpstreamError
+from proxy.upstream_errors import UpstreamError
 
 log = logging.getLogger("deepguard.readiness")
 

@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from proxy import config, endpoints
-from proxy.app import RequestContext, create_app
+from proxy.app import create_app
 from proxy.config import Settings
+from proxy.middleware import RequestContext
 from tests.support.redis_server import RedisServer
 
 MODEL = "stub-model"

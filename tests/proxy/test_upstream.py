@@ -11,12 +11,8 @@ import time
 import pytest
 
 from proxy.net import free_port
-from proxy.upstream import (
-    Upstream,
-    UpstreamError,
-    error_for_status,
-    normalise_error_body,
-)
+from proxy.upstream import Upstream
+from proxy.upstream_errors import UpstreamError, error_for_status, normalise_error_body
 from tests.support.sse_lines import SSEParser
 
 
@@ -222,7 +218,7 @@ def test_upstream_http_error_is_normalised(stub_upstream):
 import random  # noqa: E402
 
 from proxy import http1  # noqa: E402
-from proxy.upstream import SSESplitter  # noqa: E402
+from proxy.sse_split import SSESplitter  # noqa: E402
 
 SSE_STREAM = (
     b': keep-alive\r\n\r\ndata: {"a": 1}\r\n\r\nevent: message\nid: 7\ndata: x\n'

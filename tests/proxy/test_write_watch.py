@@ -1,4 +1,4 @@
-"""The per-response write timeout (proxy.app.WriteWatch): one timer per response, the same
+"""The per-response write timeout (proxy.middleware.WriteWatch): one timer per response, the same
 behaviour as `asyncio.timeout` around every send."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from proxy.app import WriteWatch
+from proxy.middleware import WriteWatch
 
 
 def test_a_stalled_send_times_out_and_slow_progress_does_not():
