@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +27,8 @@ from proxy.watch.settings import WatchSettings
 
 
 class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a default
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     # Request bodies above this size are answered with 413 before they are parsed.
@@ -43,6 +45,8 @@ class ServerSettings(BaseModel):
 
 
 class UpstreamSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a default
+
     # An OpenAI/vLLM-protocol base URL without /v1 (e.g. http://127.0.0.1:8001). None = start vLLM
     # as a child process (see VllmSettings).
     url: str | None = None
@@ -60,6 +64,8 @@ class UpstreamSettings(BaseModel):
 
 
 class VllmSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a default
+
     """vLLM started by `deepguard serve` as a child process when no upstream URL is given."""
 
     # An HF model directory; None = the prepared deep default (`deepguard model prepare`).
@@ -78,6 +84,8 @@ class VllmSettings(BaseModel):
 
 
 class HistorySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a default
+
     """Where verified-history records live (`policy.history: verified` turns the check on)."""
 
     # redis://host:port/db; None = in this process (one replica, or sticky sessions).
@@ -92,6 +100,8 @@ class HistorySettings(BaseModel):
 
 
 class ApiKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a default
+
     key: str = Field(min_length=8)
     name: str = "default"
     # Red-team keys used by evaluations may prefill the answer; nobody else may.
@@ -102,6 +112,8 @@ class ApiKey(BaseModel):
 
 
 class AuthSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a default
+
     api_keys: list[ApiKey] = Field(default_factory=list)
     # Per key (open access counts as one key): requests in flight at once before 429. Without a
     # limit, a few hundred slow clients of one key take every upstream connection. None = half

@@ -6,12 +6,14 @@ only text content, tool_choice none/auto. Per-key prefill grants live in the aut
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 KNOWN_PART_TYPES = ("text", "image_url", "input_audio", "video_url", "file")
 
 
 class PolicySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a default
+
     # Caps on sampling fields: best-of-N and long generations are attack multipliers.
     max_tokens_cap: int = Field(4096, gt=0)
     # Sent upstream when the client sets neither max_tokens nor max_completion_tokens; without
