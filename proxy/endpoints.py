@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from proxy.aggregate import aggregate, aggregate_text
 from proxy.policy import PolicyContext, check_chat_request, check_completions_request
-from proxy.relay import aggregate, aggregate_text
 
 
 @dataclass

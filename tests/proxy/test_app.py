@@ -10,11 +10,11 @@ import json
 import httpx
 import pytest
 
+from proxy.aggregate import aggregate, aggregate_text
 from proxy.app import create_app
 from proxy.config import Settings
 from proxy.endpoints import CHAT, COMPLETIONS
 from proxy.net import free_port
-from proxy.relay import aggregate, aggregate_text
 
 MODEL = "stub-model"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.aggregate import aggregate
 from proxy.policy import PolicyViolation
-from proxy.relay import AnswerRelay, aggregate
+from proxy.relay import AnswerRelay
 from proxy.watch import RefusalDetector
 
 DETECTOR = RefusalDetector.default()
