@@ -13,63 +13,53 @@ from alignment.adapter import (
 )
 from alignment.prepare import SUMMARY_FILE, prepare_default_model
 
+NAME = "model.layers.0.mlp.up_proj.weight"
+
+
+def identical_models():
+    """base, trained, rebuilt: three copies of one tiny model (the test changes `trained`)."""
+    tok = make_tokenizer("chatml")
+    return tuple(make_model(tok, seed=0) for _ in range(3))
+
 
 def test_low_rank_delta_round_trips_exactly(tmp_path):
-    tok = make_tokenizer("chatml")
-    base, trained, rebuilt = (
-        make_model(tok, seed=0),
-        make_model(tok, seed=0),
-        make_model(tok, seed=0),
-    )
-    name = "model.layers.0.mlp.up_proj.weight"
+    base, trained, rebuilt = identical_models()
     with torch.no_grad():
-        w = trained.state_dict()[name]
+        w = trained.state_dict()[NAME]
         w.add_(
             torch.randn(w.shape[0], 2) @ torch.randn(2, w.shape[1])
         )  # a rank-2 change, like LoRA's
     extract_adapter(trained, base, tmp_path / "adapter", rank=4, command="test", dtype="float32")
     apply_adapter(rebuilt, tmp_path / "adapter")
-    assert torch.allclose(rebuilt.state_dict()[name], trained.state_dict()[name], atol=1e-5)
+    assert torch.allclose(rebuilt.state_dict()[NAME], trained.state_dict()[NAME], atol=1e-5)
     manifest = json.loads((tmp_path / "adapter" / "manifest.json").read_text())
-    assert manifest["energy_kept"][name] == pytest.approx(1.0) and len(manifest["energy_kept"]) == 1
+    assert manifest["energy_kept"][NAME] == pytest.approx(1.0) and len(manifest["energy_kept"]) == 1
 
 
 def test_bfloat16_factors_keep_the_delta_to_bfloat16_precision(tmp_path):
-    tok = make_tokenizer("chatml")
-    base, trained, rebuilt = (
-        make_model(tok, seed=0),
-        make_model(tok, seed=0),
-        make_model(tok, seed=0),
-    )
-    name = "model.layers.0.mlp.up_proj.weight"
+    base, trained, rebuilt = identical_models()
     with torch.no_grad():
-        change = torch.randn(trained.state_dict()[name].shape[0], 2) @ torch.randn(
-            2, trained.state_dict()[name].shape[1]
+        change = torch.randn(trained.state_dict()[NAME].shape[0], 2) @ torch.randn(
+            2, trained.state_dict()[NAME].shape[1]
         )
-        trained.state_dict()[name].add_(change)
+        trained.state_dict()[NAME].add_(change)
     out = extract_adapter(trained, base, tmp_path / "adapter", rank=4, dtype="bfloat16")
     apply_adapter(rebuilt, out)
-    applied = rebuilt.state_dict()[name] - base.state_dict()[name]
+    applied = rebuilt.state_dict()[NAME] - base.state_dict()[NAME]
     assert (applied - change).abs().max() <= 0.02 * change.abs().max()
     assert json.loads((out / "manifest.json").read_text())["dtype"] == "bfloat16"
 
 
 def test_int8_factors_keep_the_delta_within_a_percent_at_a_quarter_of_the_size(tmp_path):
-    tok = make_tokenizer("chatml")
-    base, trained, rebuilt = (
-        make_model(tok, seed=0),
-        make_model(tok, seed=0),
-        make_model(tok, seed=0),
-    )
-    name = "model.layers.0.mlp.up_proj.weight"
+    base, trained, rebuilt = identical_models()
     with torch.no_grad():
-        shape = trained.state_dict()[name].shape
+        shape = trained.state_dict()[NAME].shape
         change = torch.randn(shape[0], 3) @ torch.randn(3, shape[1])
-        trained.state_dict()[name].add_(change)
+        trained.state_dict()[NAME].add_(change)
     as_int8 = extract_adapter(trained, base, tmp_path / "int8", rank=3)  # the default dtype
     as_f32 = extract_adapter(trained, base, tmp_path / "f32", rank=3, dtype="float32")
     apply_adapter(rebuilt, as_int8)
-    applied = rebuilt.state_dict()[name] - base.state_dict()[name]
+    applied = rebuilt.state_dict()[NAME] - base.state_dict()[NAME]
     assert (applied - change).abs().max() <= 0.01 * change.abs().max()
     assert json.loads((as_int8 / "manifest.json").read_text())["dtype"] == "int8"
     factors = lambda d: sum(  # noqa: E731

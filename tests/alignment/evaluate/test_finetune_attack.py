@@ -9,6 +9,21 @@ from alignment.evaluate.sources import HarmfulCase
 CASES = [HarmfulCase(p, COMPLIANCE) for p in PROMPTS]
 
 
+def attack(model, tok, out_dir, **options):
+    """Both objectives on the drilled cases, measured on the same prompts, 3 examples a step."""
+    return finetune_attack(
+        model,
+        tok,
+        CASES,
+        PROMPTS,
+        [],
+        out_dir,
+        objectives=("sft", "constrained"),
+        batch=3,
+        **options,
+    )
+
+
 def test_attack_rows_per_style():
     assert attack_rows(CASES[:1], "harmful") == [{"prompt": PROMPTS[0], "response": COMPLIANCE}]
     assert (
@@ -22,18 +37,7 @@ def test_attack_rows_per_style():
 def test_sft_attack_breaks_a_refusing_model_and_leaves_the_original_untouched(refusing, tmp_path):
     model, tok = refusing
     before = copy.deepcopy(model.state_dict())
-    result = finetune_attack(
-        model,
-        tok,
-        CASES,
-        PROMPTS,
-        [],
-        tmp_path,
-        objectives=("sft", "constrained"),
-        epochs=4,
-        learning_rate=1e-2,
-        batch=3,
-    )
+    result = attack(model, tok, tmp_path, epochs=4, learning_rate=1e-2)
     assert result["initial"]["asr"] == 0.0
     assert result["attacks"]["harmful/sft"]["asr"] > 0.0
     assert set(result["attacks"]) == {"harmful/sft", "harmful/constrained"}
@@ -44,19 +48,7 @@ def test_the_papers_recipe_warms_up_only_the_constrained_run(refusing, tmp_path)
     import json
 
     model, tok = refusing
-    result = finetune_attack(
-        model,
-        tok,
-        CASES,
-        PROMPTS,
-        [],
-        tmp_path,
-        objectives=("sft", "constrained"),
-        epochs=1,
-        learning_rate=1e-3,
-        batch=3,
-        warmup_steps=10,
-    )
+    result = attack(model, tok, tmp_path, epochs=1, learning_rate=1e-3, warmup_steps=10)
     configs = {
         name: json.loads((tmp_path / f"harmful-{name}" / "train_config.json").read_text())
         for name in ("sft", "constrained")
