@@ -4,7 +4,6 @@ that training never sees."""
 import csv
 import json
 import random
-import re
 
 import pytest
 
@@ -22,6 +21,7 @@ from alignment.data.phrasing import (
 )
 from alignment.data.sources import harmbench
 from tests.support.processes import SHARED
+from tests.support.words import word_overlap
 
 
 def _norm(text: str) -> str:
@@ -98,39 +98,6 @@ def test_core_of(prompt, core):
     assert core_of(prompt) == core
 
 
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", text.lower())) - {
-        "how",
-        "do",
-        "i",
-        "a",
-        "an",
-        "the",
-        "to",
-        "what",
-        "is",
-        "my",
-        "in",
-        "of",
-        "can",
-        "and",
-        "for",
-        "s",
-        "it",
-        "on",
-        "with",
-        "does",
-        "are",
-        "why",
-        "best",
-        "way",
-        "some",
-        "where",
-        "when",
-        "who",
-    }
-
-
 def test_benign_cores_stay_away_from_xstest_in_every_phrasing():
     xstest = [
         row["prompt"]
@@ -148,11 +115,7 @@ def test_benign_cores_stay_away_from_xstest_in_every_phrasing():
         for f in FAMILIES
         for t in TEMPLATES[f][0] + TEMPLATES[f][1]
     ]
-    closest = max(
-        (len(_words(p) & _words(x)) / len(_words(p) | _words(x)), p, x)
-        for p in rendered
-        for x in xstest
-    )
+    closest = max((word_overlap(p, x), p, x) for p in rendered for x in xstest)
     assert closest[0] < 0.4, closest
     train, held = benign_cores(held_out=False), benign_cores(held_out=True)
     for kind in train:

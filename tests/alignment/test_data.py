@@ -1,7 +1,6 @@
 import csv
 import json
 import random
-import re
 
 import pytest
 
@@ -12,6 +11,7 @@ from alignment.data.refusals import REFUSALS, all_refusals, categorize, pick_ref
 from alignment.data.sources import advbench, exclude_eval_prompts, harmbench, load_prompt_source
 from proxy.watch.detector import RefusalDetector
 from tests.support.processes import SHARED
+from tests.support.words import word_overlap
 
 
 def test_refusal_bank_is_varied_and_every_refusal_is_detected_as_one():
@@ -27,39 +27,6 @@ def test_benign_prompts_are_many_distinct_and_not_refusal_bait():
     assert len(prompts) >= 300 and len(set(prompts)) == len(prompts)
 
 
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", text.lower())) - {
-        "how",
-        "do",
-        "i",
-        "a",
-        "an",
-        "the",
-        "to",
-        "what",
-        "is",
-        "my",
-        "in",
-        "of",
-        "can",
-        "and",
-        "for",
-        "s",
-        "it",
-        "on",
-        "with",
-        "does",
-        "are",
-        "why",
-        "best",
-        "way",
-        "some",
-        "where",
-        "when",
-        "who",
-    }
-
-
 def test_contrast_prompts_are_distinct_benign_and_not_taken_from_xstest():
     prompts = contrast_prompts()
     assert len(prompts) >= 100 and len(set(prompts)) == len(prompts)
@@ -71,11 +38,7 @@ def test_contrast_prompts_are_distinct_benign_and_not_taken_from_xstest():
         )
     ]
     # No training prompt is a rewording of an evaluation prompt: word overlap (Jaccard) stays low.
-    closest = max(
-        (len(_words(p) & _words(x)) / len(_words(p) | _words(x)), p, x)
-        for p in prompts
-        for x in xstest
-    )
+    closest = max((word_overlap(p, x), p, x) for p in prompts for x in xstest)
     assert closest[0] < 0.4, closest
 
 
