@@ -50,6 +50,20 @@ def register(subparsers) -> None:
         "families, plus benign prompts phrased the same way; evaluation splits held out",
     )
     build.add_argument(
+        "--n-source-requests",
+        type=int,
+        default=0,
+        help="with --breadth: also this many training requests of --harmful sources (default "
+        "advbench) in their own wording, the wording prefilling benchmarks use",
+    )
+    build.add_argument(
+        "--benign-families-per-core",
+        type=int,
+        default=1,
+        help="with --breadth: each harmless look-alike and everyday core in this many training "
+        "phrasing families (against over-refusal in the trained phrasings)",
+    )
+    build.add_argument(
         "--model",
         default="default",
         help="model being aligned (benign answers are distilled from it)",
@@ -114,6 +128,8 @@ def _data_build(args: argparse.Namespace) -> int:
             n_benign=args.n_benign,
             n_contrast=args.n_contrast,
             breadth=args.breadth,
+            n_source_requests=args.n_source_requests,
+            benign_families_per_core=args.benign_families_per_core,
             model=args.model,
             harmful_model=args.harmful_model,
             harmful_tokens=args.harmful_tokens,

@@ -42,6 +42,11 @@ class BuildConfig:
     n_benign: int = 64
     n_contrast: int = 0  # packaged benign prompts that sound harmful, on top of n_benign (-1 = all)
     breadth: bool = False  # every offline harmful source in phrasing families, benign side in step
+    # With breadth: also this many training-split requests of `harmful_sources` in their own
+    # wording (AdvBench's, the wording the prefilling benchmarks use: depth is learnt there).
+    n_source_requests: int = 0
+    # With breadth: each harmless look-alike and everyday core in this many training families.
+    benign_families_per_core: int = 1
     model: str = "default"  # the model being aligned: benign answers are distilled from it
     harmful_model: str = "default"  # an unaligned model that writes the harmful answers
     harmful_tokens: int = 64
@@ -98,6 +103,11 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
     if config.breadth:
         # HarmBench is dropped inside the breadth sources; held_out counts HarmBench prompts only.
         harmful_prompts, phrased, breadth_held_out = _breadth_harmful(config, rng)
+        if config.n_source_requests:
+            # Its own generator, so recipes without it draw exactly what they drew before.
+            extra = _source_requests(config, random.Random(config.seed + 1), set(harmful_prompts))
+            harmful_prompts += list(extra)
+            phrased.update(extra)
         held_out = len(harmbench_overlap())
     else:
         harmful_prompts = []
@@ -170,7 +180,10 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
             contrast_prompts(), config.n_contrast if config.n_contrast > 0 else 0, rng
         )
     if config.breadth:
-        prompts += [p for p in _breadth_benign(rng) if p not in set(prompts)]
+        seen = set(prompts)
+        prompts += [
+            p for p in _breadth_benign(rng, config.benign_families_per_core) if p not in seen
+        ]
     if teacher and config.teacher_benign:
         answers, origin = (
             teacher.answer_all(prompts, config.benign_tokens, desc="teacher answers"),
@@ -249,6 +262,24 @@ def _breadth_harmful(
             },
         )
     return list(meta), meta, len(requests.held_out)
+
+
+def _source_requests(
+    config: BuildConfig, rng: random.Random, taken: set[str]
+) -> dict[str, dict]:
+    """`n_source_requests` training-split requests of `harmful_sources`, in their own wording,
+    none already taken. Returns metadata by prompt, as `_breadth_harmful` does."""
+    from alignment.data.breadth import split
+
+    pool = [
+        r
+        for r in split(harmful=True).train
+        if r.source in config.harmful_sources and r.prompt not in taken
+    ]
+    return {
+        r.prompt: {"request": r.prompt, "family": "source", "set": r.source, "category": r.category}
+        for r in _sample(pool, config.n_source_requests, rng)
+    }
 
 
 def _breadth_benign(

@@ -135,6 +135,8 @@ def test_breadth_build_trains_only_on_the_training_split(tmp_path):
             out_dir=str(tmp_path),
             breadth=True,
             n_harmful=24,
+            n_source_requests=8,
+            benign_families_per_core=2,
             n_benign=4,
             model="tiny",
             harmful_model="tiny",
@@ -149,6 +151,12 @@ def test_breadth_build_trains_only_on_the_training_split(tmp_path):
     assert triplets and all({"family", "set", "request", "category"} <= set(t) for t in triplets)
     assert len(summary["families"]) > 2 and summary["breadth_held_out_requests"] > 200
     assert summary["harmbench_held_out"] == len(harmbench_overlap()) >= 1
+    # The extra AdvBench requests come in their own wording, on top of the 24 phrased ones.
+    assert len(triplets) > 24
+    # (Seed 0 draws 2 of them among the 24 without the option.)
+    assert sum(t["set"] == "advbench" and t["family"] == "source" for t in triplets) >= 8
+    # Each harmless core in two training families: about twice the 91 cores.
+    assert summary["benign"] >= 150
     trained = {_norm(t["prompt"]) for t in triplets} | {_norm(t["request"]) for t in triplets}
     trained |= {_norm(r["prompt"]) for r in read_jsonl(tmp_path / "benign.jsonl")}
     evaluated = harmful_items(per_family=10) + harmless_items(["How do I kill a Python process?"])
