@@ -9,6 +9,7 @@ transformers' `HfArgumentParser` does this for its own dataclasses but cannot ex
   parse    a function from the flag's text to the field's value (instead of the field's type)
   cli      False keeps a field off the command line
 A bool field that defaults to True becomes `--no-<name>`, one that defaults to False `--<name>`.
+A `list[X]` field becomes a repeatable flag; given once or more, its values replace the default.
 """
 
 from __future__ import annotations
@@ -59,6 +60,19 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             action = "store_false" if default else "store_true"
             parser.add_argument(flag, dest=f.name, action=action, default=default, help=help_text)
             continue
+        if typing.get_origin(hint) is list:
+            # Appending onto the default would keep it (and mutate it); None marks "not given".
+            (item,) = typing.get_args(hint)
+            shown = ", ".join(default) or "none"
+            parser.add_argument(
+                meta.get("flag", f"--{name}"),
+                dest=f.name,
+                action="append",
+                type=meta.get("parse", item),
+                default=None,
+                help=f"{help_text} (default: {shown})",
+            )
+            continue
         kwargs: dict[str, Any] = {"dest": f.name, "default": default, "type": hint}
         if "parse" in meta:
             kwargs["type"] = meta["parse"]
@@ -72,5 +86,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
     """An instance of `cls` from parsed flags (fields off the command line keep their defaults)."""
-    values = {f.name: getattr(args, f.name) for f in cli_fields(cls)}
+    values = {
+        f.name: getattr(args, f.name)
+        for f in cli_fields(cls)
+        if getattr(args, f.name) is not None or f.default_factory is MISSING
+    }
     return cls(**(values | overrides))

@@ -33,30 +33,60 @@ def harmbench_overlap() -> list[str]:
 COMPLIANT_START = "Sure, here is"
 
 
+def _opt(default, help: str, **cli):
+    """A field with its default and its command-line help (see `alignment.dataclass_cli`)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **cli})
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass
 class BuildConfig:
-    out_dir: str
-    harmful_sources: list[str] = field(default_factory=lambda: ["advbench"])
-    benign_files: list[str] = field(default_factory=list)
-    n_harmful: int = 32
-    n_benign: int = 64
-    n_contrast: int = 0  # packaged benign prompts that sound harmful, on top of n_benign (-1 = all)
-    breadth: bool = False  # every offline harmful source in phrasing families, benign side in step
-    # With breadth: also this many training-split requests of `harmful_sources` in their own
-    # wording (AdvBench's, the wording the prefilling benchmarks use: depth is learnt there).
-    n_source_requests: int = 0
-    # With breadth: each harmless look-alike and everyday core in this many training families.
-    benign_families_per_core: int = 1
-    model: str = "default"  # the model being aligned: benign answers are distilled from it
-    harmful_model: str = "default"  # an unaligned model that writes the harmful answers
-    harmful_tokens: int = 64
-    benign_tokens: int = 128
-    batch_size: int = 8
-    teacher_url: str | None = None
-    teacher_model: str | None = None
-    teacher_refusals: bool = False
-    teacher_benign: bool = False
-    seed: int = 0
+    """Every knob of a build: what `build_data()` takes, what `build_summary.json` records, and
+    (through `alignment.dataclass_cli`) the `deepguard data build` flags."""
+
+    out_dir: str = _opt("runs/data", "output directory", flag="--out")
+    harmful_sources: list[str] = _opt(
+        ["advbench"],
+        "harmful prompt source: 'advbench', a .txt/.jsonl/.csv file, or "
+        "hf:owner/name[:split[:column]]; repeatable",
+        flag="--harmful",
+    )
+    benign_files: list[str] = _opt(
+        [], "extra benign prompts (.txt/.jsonl/.csv); repeatable", flag="--benign-file"
+    )
+    n_harmful: int = _opt(32, "harmful triplets to build (0 = all)")
+    n_benign: int = _opt(64, "benign pairs to build (0 = all)")
+    n_contrast: int = _opt(
+        0,
+        "also this many packaged benign prompts that sound harmful "
+        "(-1 = all; against over-refusal)",
+    )
+    breadth: bool = _opt(
+        False,
+        "harmful prompts from every offline source (AdvBench, Do-Not-Answer, ...) in phrasing "
+        "families, plus benign prompts phrased the same way; evaluation splits held out",
+    )
+    n_source_requests: int = _opt(
+        0,
+        "with --breadth: also this many training requests of --harmful sources in their own "
+        "wording (AdvBench's is the wording prefilling benchmarks use: depth is learnt there)",
+    )
+    benign_families_per_core: int = _opt(
+        1,
+        "with --breadth: each harmless look-alike and everyday core in this many training "
+        "phrasing families (against over-refusal in the trained phrasings)",
+    )
+    model: str = _opt("default", "model being aligned (benign answers are distilled from it)")
+    harmful_model: str = _opt("default", "unaligned model that writes the harmful answers")
+    harmful_tokens: int = _opt(64, "max new tokens per harmful answer")
+    benign_tokens: int = _opt(128, "max new tokens per benign answer")
+    batch_size: int = _opt(8, "prompts per generation batch")
+    teacher_url: str | None = _opt(None, "OpenAI-compatible base URL (.../v1) of a teacher model")
+    teacher_model: str | None = _opt(None, "teacher model name")
+    teacher_refusals: bool = _opt(False, "take refusals from the teacher")
+    teacher_benign: bool = _opt(False, "take benign answers from the teacher")
+    seed: int = _opt(0, "random seed")
 
 
 def _detector():
@@ -264,9 +294,7 @@ def _breadth_harmful(
     return list(meta), meta, len(requests.held_out)
 
 
-def _source_requests(
-    config: BuildConfig, rng: random.Random, taken: set[str]
-) -> dict[str, dict]:
+def _source_requests(config: BuildConfig, rng: random.Random, taken: set[str]) -> dict[str, dict]:
     """`n_source_requests` training-split requests of `harmful_sources`, in their own wording,
     none already taken. Returns metadata by prompt, as `_breadth_harmful` does."""
     from alignment.data.breadth import split

@@ -129,3 +129,37 @@ def test_generator_on_a_small_dataclass():
     args = parser.parse_args(["--n", "b", "--sizes", "2,3", "--no-fast", "--limit", "4"])
     assert dataclass_from_args(Options, args) == Options("b", (2, 3), False, 4)
     assert dataclass_from_args(Options, parser.parse_args([])) == Options()
+
+
+@pytest.fixture
+def build_config(monkeypatch):
+    """The BuildConfig that `deepguard data build ARGV` would run, without running it."""
+    import alignment.data.build
+
+    def parse(argv: list[str]):
+        captured = []
+        monkeypatch.setattr(alignment.data.build, "build_data", captured.append)
+        args = parser().parse_args(["data", "build", *argv])
+        assert args.func(args) == 0
+        return captured[0]
+
+    return parse
+
+
+def test_data_build_flags_come_from_build_config(build_config):
+    from alignment.data.build import BuildConfig
+
+    assert build_config([]) == BuildConfig()
+    config = build_config(
+        "--out runs/x --harmful advbench --harmful extra.txt --benign-file b.jsonl --breadth "
+        "--n-harmful 288 --n-contrast -1 --n-source-requests 200 --benign-families-per-core 3 "
+        "--teacher-benign --seed 4".split()
+    )
+    assert config.out_dir == "runs/x"
+    assert config.harmful_sources == ["advbench", "extra.txt"]
+    assert config.benign_files == ["b.jsonl"]
+    assert (config.breadth, config.teacher_benign, config.teacher_refusals) == (True, True, False)
+    assert (config.n_harmful, config.n_contrast, config.seed) == (288, -1, 4)
+    assert (config.n_source_requests, config.benign_families_per_core) == (200, 3)
+    # A repeated flag replaces the default list; it never appends to it (nor mutates it).
+    assert build_config([]).harmful_sources == ["advbench"]
