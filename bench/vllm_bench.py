@@ -10,8 +10,18 @@ and inter-token latency (p50); per gateway, the TTFT and ITL it adds over direct
 added / deepguard's added, beside the issue's targets. `--write-docs` rewrites the generated
 section of docs/benchmarks-vllm.md.
 
-    .venv/bin/python bench/vllm_bench.py [--rounds 3] [--streams 1,8,32] [--max-tokens 200]
-        [--no-litellm] [--proxy URL --vllm URL --vllm-key KEY]
+Two designs (`--design`):
+- paired (default): each gateway shares every phase with vLLM direct. Of N concurrent streams,
+  half go direct and half through the gateway, in alternation, with the same prompts, so both
+  halves sit in the same vLLM batches and see the same CPU. The difference is the hop itself:
+  what a deployment whose vLLM has its own GPU would see. Run-to-run drift of a CPU vLLM (here
+  26-38 tok/s for one stream within one run) cancels out.
+- separate: each target has phases of its own, all N streams through it. Includes what the
+  gateway's CPU takes from a CPU vLLM on the same cores, and that drift.
+
+    .venv/bin/python bench/vllm_bench.py [--design paired|separate] [--rounds 3]
+        [--streams 1,8,32] [--max-tokens 200] [--no-litellm]
+        [--proxy URL --vllm URL --vllm-key KEY]
 """
 
 from __future__ import annotations
@@ -126,6 +136,39 @@ async def phase(
         return time.perf_counter() - start, [s for batch in results for s in batch]
 
 
+async def paired_phase(
+    direct: tuple[str, dict],
+    gateway: tuple[str, dict],
+    streams: int,
+    per_stream: int,
+    max_tokens: int,
+) -> tuple[float, list[Sample], list[Sample]]:
+    """`streams` closed-loop clients sharing one phase: request j of stream i goes direct when
+    i + j is even, through the gateway when odd; streams 2k and 2k + 1 ask the same prompts.
+    Returns (wall seconds, direct samples, gateway samples)."""
+    paths = (direct, gateway)
+    async with httpx.AsyncClient(timeout=600) as client:
+
+        async def worker(index: int) -> list[tuple[int, Sample]]:
+            out = []
+            for i in range(per_stream):
+                side = (index + i) % 2
+                url, headers = paths[side]
+                prompt = PROMPTS[(index // 2 + i) % len(PROMPTS)]
+                out.append((side, await one_stream(client, url, headers, prompt, max_tokens)))
+            return out
+
+        start = time.perf_counter()
+        results = await asyncio.gather(*(worker(i) for i in range(streams)))
+        wall = time.perf_counter() - start
+        done = [pair for batch in results for pair in batch]
+        return (
+            wall,
+            [sample for side, sample in done if side == 0],
+            [sample for side, sample in done if side == 1],
+        )
+
+
 def summarise(runs: list[tuple[float, list[Sample]]]) -> dict:
     samples = [s for _, batch in runs for s in batch]
     wall = sum(w for w, _ in runs)
@@ -186,10 +229,28 @@ def rotation(targets: list[str], k: int) -> list[str]:
     return targets[k:] + targets[:k]
 
 
+def baseline(target: str, results: dict, streams: int) -> str:
+    """The direct half that ran beside `target` (paired design), else the direct phases."""
+    paired = f"direct|{target}"
+    return paired if (streams, paired) in results else "direct"
+
+
+def label(name: str) -> str:
+    if name.startswith("direct|"):
+        return f"vLLM direct, beside {LABELS[name.split('|')[1]].split()[-1]}"
+    return LABELS[name]
+
+
 def added(results: dict, streams: int, target: str) -> tuple[float, float]:
     """(added TTFT p50 in ms, added ITL p50 in us) of `target` over direct at `streams`."""
-    r, d = results[(streams, target)], results[(streams, "direct")]
+    r, d = results[(streams, target)], results[(streams, baseline(target, results, streams))]
     return r["ttft_p50_ms"] - d["ttft_p50_ms"], 1000 * (r["itl_p50_ms"] - d["itl_p50_ms"])
+
+
+def share(results: dict, streams: int, target: str) -> float:
+    """`target`'s tokens per second in % of the direct phases (or half) it is compared with."""
+    direct = results[(streams, baseline(target, results, streams))]["tok_s"]
+    return 100 * results[(streams, target)]["tok_s"] / direct
 
 
 def ratio(litellm_added: float, deepguard_added: float) -> str:
@@ -203,16 +264,23 @@ def verdict(ok: bool) -> str:
 
 
 def tables(results: dict, streams_list: list[int], with_litellm: bool) -> str:
-    targets = [t for t in TARGETS if with_litellm or t != "litellm"]
+    gateways = [t for t in TARGETS[1:] if with_litellm or t != "litellm"]
+    first = streams_list[0]
+    rows = []
+    for t in ["direct", *gateways]:
+        if (first, t) in results:
+            rows.append(t)
+        if t != "direct" and (first, f"direct|{t}") in results:
+            rows.insert(len(rows) - 1, f"direct|{t}")
     lines = [
         "| streams | path | tok/s (aggregate) | TTFT p50 ms | ITL p50 ms | requests |",
         "|---|---|---|---|---|---|",
     ]
     for streams in streams_list:
-        for t in targets:
+        for t in rows:
             r = results[(streams, t)]
             lines.append(
-                f"| {streams} | {LABELS[t]} | {r['tok_s']:.0f} | {r['ttft_p50_ms']:.2f} | "
+                f"| {streams} | {label(t)} | {r['tok_s']:.0f} | {r['ttft_p50_ms']:.2f} | "
                 f"{r['itl_p50_ms']:.3f} | {r['requests']} |"
             )
     lines += [
@@ -230,13 +298,12 @@ def tables(results: dict, streams_list: list[int], with_litellm: bool) -> str:
         rule += "---|---|---|---|---|"
     lines += [head, rule]
     for streams in streams_list:
-        direct = results[(streams, "direct")]["tok_s"]
         dg_ttft, dg_itl = added(results, streams, "deepguard")
-        dg_tok = 100 * results[(streams, "deepguard")]["tok_s"] / direct
+        dg_tok = share(results, streams, "deepguard")
         row = f"| {streams} | {dg_ttft:+.2f} | {dg_itl:+.0f} | {dg_tok:.0f}% of direct |"
         if with_litellm:
             ll_ttft, ll_itl = added(results, streams, "litellm")
-            ll_tok = 100 * results[(streams, "litellm")]["tok_s"] / direct
+            ll_tok = share(results, streams, "litellm")
             row += (
                 f" {ll_ttft:+.2f} | {ll_itl:+.0f} | {ll_tok:.0f}% of direct |"
                 f" {ratio(ll_ttft, dg_ttft)} | {ratio(ll_itl, dg_itl)} |"
@@ -301,6 +368,35 @@ def run_rounds(targets: dict, args) -> dict:
     return {k: summarise(v) for k, v in runs.items()}
 
 
+def run_paired_rounds(targets: dict, args) -> dict:
+    """Rounds outermost, then stream counts, then each gateway (rotating) in a phase shared with
+    vLLM direct; the direct half is kept as `direct|<gateway>`."""
+    gateways = [name for name in targets if name != "direct"]
+    runs: dict = {}
+    for rnd in range(args.rounds):
+        for i, streams in enumerate(args.streams):
+            for name in rotation(gateways, rnd + i):
+                wall, direct, through = asyncio.run(
+                    paired_phase(
+                        targets["direct"],
+                        targets[name],
+                        streams,
+                        args.per_stream,
+                        args.max_tokens,
+                    )
+                )
+                runs.setdefault((streams, f"direct|{name}"), []).append((wall, direct))
+                runs.setdefault((streams, name), []).append((wall, through))
+                d, g = (summarise(runs[(streams, k)][-1:]) for k in (f"direct|{name}", name))
+                print(
+                    f"  round={rnd + 1} streams={streams} direct | {name}: "
+                    f"TTFT {d['ttft_p50_ms']:.1f} | {g['ttft_p50_ms']:.1f} ms, "
+                    f"ITL {d['itl_p50_ms']:.3f} | {g['itl_p50_ms']:.3f} ms",
+                    flush=True,
+                )
+    return {k: summarise(v) for k, v in runs.items()}
+
+
 def section(text: str, args, started_stack: bool) -> str:
     upstream = (
         "vLLM and proxy started by `deepguard serve` as `make serve` does"
@@ -310,7 +406,8 @@ def section(text: str, args, started_stack: bool) -> str:
     gateway = "not run (`--no-litellm`)" if args.no_litellm else litellm.LITELLM_VERSION
     return (
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {upstream}; "
-        f"LiteLLM {gateway}; up to {args.max_tokens} new tokens; rounds: {args.rounds}, "
+        f"LiteLLM {gateway}; design: {args.design}; up to {args.max_tokens} new tokens; "
+        f"rounds: {args.rounds}, "
         f"requests per stream per round: {args.per_stream}. "
         f"Machine: {os.cpu_count()} cores, {platform.machine()}.\n\n"
         f"{text}\n"
@@ -325,6 +422,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vllm-key", default=os.environ.get("VLLM_API_KEY", ""))
     parser.add_argument(
         "--streams", default="1,8,32", type=lambda s: [int(x) for x in s.split(",")]
+    )
+    parser.add_argument(
+        "--design",
+        choices=("paired", "separate"),
+        default="paired",
+        help="paired: each gateway shares its phases with vLLM direct (the hop itself); "
+        "separate: every target in phases of its own (also the CPU it takes from vLLM)",
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--per-stream", type=int, default=2, help="requests per stream per round")
@@ -359,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
             targets["litellm"] = (gateway.url, {"Authorization": f"Bearer {LITELLM_CLIENT_KEY}"})
         for url, headers in targets.values():  # warm every path's connections
             asyncio.run(phase(url, headers, 2, 1, 16))
-        results = run_rounds(targets, args)
+        results = (run_paired_rounds if args.design == "paired" else run_rounds)(targets, args)
     finally:
         for service in reversed(services):
             service.stop()

@@ -59,3 +59,18 @@ def test_the_doc_section_is_replaced_and_its_prose_kept():
     assert new.split(BEGIN)[0] == doc.split(BEGIN)[0]
     assert new.split(END)[1] == doc.split(END)[1]
     assert "| new | table |" in new.split(BEGIN)[1].split(END)[0]
+
+
+def test_paired_results_compare_each_gateway_with_the_direct_half_beside_it():
+    out = {}
+    for streams in (1, 8):
+        out[(streams, "direct|deepguard")] = result(100.0, 20.0, tok_s=50.0)
+        out[(streams, "deepguard")] = result(100.4, 20.03, tok_s=49.0)
+        out[(streams, "direct|litellm")] = result(90.0, 25.0, tok_s=40.0)
+        out[(streams, "litellm")] = result(110.0, 25.5, tok_s=30.0)
+    report = targets_report(out, [1, 8], True)
+    assert "+0.40 ms, met" in report and "+30 us, met" in report
+    assert "TTFT +20.00 vs +0.40 ms, met; ITL +500 vs +30 us, met" in report
+    text = tables(out, [1, 8], True)
+    assert "vLLM direct, beside deepguard" in text and "vLLM direct, beside LiteLLM" in text
+    assert "| 8 | +0.40 | +30 | 98% of direct | +20.00 | +500 | 75% of direct |" in text
