@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +164,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("DEEPGUARD_CONFIG")
+        config_file = _config_file.get() or os.environ.get("DEEPGUARD_CONFIG")
         if config_file:
             path = Path(config_file)
             if not path.is_file():
@@ -187,8 +188,15 @@ class Settings(BaseSettings):
         return found
 
 
+# The file `load_settings` was given, for `settings_customise_sources` (a classmethod, so it
+# cannot see the call's arguments); a context variable leaves the process environment untouched.
+_config_file: ContextVar[str | None] = ContextVar("deepguard_config_file", default=None)
+
+
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     """Build the settings; `config_file` wins over DEEPGUARD_CONFIG, CLI overrides win over all."""
-    if config_file:
-        os.environ["DEEPGUARD_CONFIG"] = str(config_file)
-    return Settings(**overrides)
+    token = _config_file.set(str(config_file) if config_file else None)
+    try:
+        return Settings(**overrides)
+    finally:
+        _config_file.reset(token)

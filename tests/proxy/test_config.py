@@ -14,8 +14,6 @@ from proxy.config import load_settings
 def clean_environment(monkeypatch):
     for name in [n for n in os.environ if n.startswith("DEEPGUARD_")]:
         monkeypatch.delenv(name)
-    # load_settings(file) exports DEEPGUARD_CONFIG (workers read it); undone after each test.
-    monkeypatch.setenv("DEEPGUARD_CONFIG", "")
 
 
 def test_defaults_without_file_or_environment():
@@ -49,6 +47,9 @@ def test_config_file_argument_wins_over_the_variable(tmp_path, monkeypatch):
     second.write_text('model = "b"\n')
     monkeypatch.setenv("DEEPGUARD_CONFIG", str(first))
     assert load_settings(str(second)).model == "b"
+    # The argument is for that call only: the environment and the next call are untouched.
+    assert os.environ["DEEPGUARD_CONFIG"] == str(first)
+    assert load_settings().model == "a"
 
 
 def test_bad_files_and_keys_say_what_is_wrong(tmp_path, monkeypatch):
@@ -62,6 +63,5 @@ def test_bad_files_and_keys_say_what_is_wrong(tmp_path, monkeypatch):
     unknown.write_text("server:\n  prot: 9000\n")
     with pytest.raises(ValidationError, match="prot"):
         load_settings(str(unknown))
-    monkeypatch.setenv("DEEPGUARD_CONFIG", "")
     with pytest.raises(ValidationError, match="port"):
         load_settings(server={"port": 70000})
