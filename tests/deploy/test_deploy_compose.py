@@ -171,7 +171,7 @@ def test_vllm_cpu_entrypoint_shares_the_tokenizer_files_and_runs_vllm_on_the_mod
     )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == (
-        f"python -m vllm.entrypoints.openai.api_server --model {model} --port 8000"
+        f"python -m vllm.entrypoints.launchers.api_server.entry --model {model} --port 8000"
     )
     assert sorted(p.name for p in share.iterdir()) == [
         "chat_template.jinja",

@@ -18,7 +18,7 @@ def test_command_uses_production_flags_and_a_fresh_key_per_start(tmp_path):
     first, second = options(tmp_path), options(tmp_path)
     cmd = first.command()
     flags = dict(zip(cmd[3::2], cmd[4::2], strict=False))
-    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert cmd[1:3] == ["-m", "vllm.entrypoints.launchers.api_server.entry"]
     assert flags["--host"] == "127.0.0.1" and flags["--port"] == "8123"
     assert flags["--served-model-name"] == "served" and flags["--model"] == "/models/m"
     assert flags["--max-model-len"] == "2048" and flags["--api-key"] == first.api_key
