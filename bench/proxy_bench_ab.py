@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             services += sides.values()
             cpu = {k: [] for k in sides}
             p50 = {k: [] for k in sides}
+            latencies: dict[str, list[float]] = {k: [] for k in sides}
             for r in range(args.rounds):
                 order = list(sides) if r % 2 == 0 else list(reversed(sides))
                 for name in order:
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     cpu[name].append((proxy.cpu_seconds() - before) / max(1, result["ok"]))
                     p50[name].append(statistics.median(result["latency_s"]))
+                    latencies[name] += result["latency_s"]
                 print(
                     f"round {r + 1}: CPU/request base {cpu['base'][-1] * 1e3:.3f} ms, "
                     f"work {cpu['work'][-1] * 1e3:.3f} ms",
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("base", "work"):
         print(
             f"{name}: proxy CPU per request median {statistics.median(cpu[name]) * 1e3:.3f} ms, "
-            f"latency p50 median {statistics.median(p50[name]) * 1e3:.2f} ms "
+            f"latency p50 median {statistics.median(p50[name]) * 1e3:.2f} ms, "
+            f"pooled p99 {statistics.quantiles(latencies[name], n=100)[98] * 1e3:.2f} ms "
             f"({args.rounds} rounds x {args.requests} requests, c={args.concurrency}, "
             f"{'streamed' if args.stream else 'non-streamed'}"
             f"{f', paced {args.token_interval_ms:g} ms/chunk' if args.token_interval_ms else ''})"
