@@ -40,6 +40,15 @@ def _as_written(value: Any) -> str:
     return str(value)
 
 
+def option(default: Any, help: str, **cli: Any) -> Any:
+    """A dataclass field with its default and its flag's help (plus flag, parse, choices, cli).
+    A list default becomes a fresh copy for every instance."""
+    metadata = {"help": help, **cli}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 def cli_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.init and f.metadata.get("cli", True)]
 

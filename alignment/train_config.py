@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from alignment.dataclass_cli import option
+
 OBJECTIVES = ("sft", "augmented", "constrained", "rto", "augmented+rto")
 # The paper's constrained-loss weights: beta_1..beta_5, and beta_t for t > 5.
 DEFAULT_BETAS = (0.5, 2.0, 2.0, 2.0, 2.0)
@@ -23,60 +25,57 @@ def parse_floats(text: str) -> tuple[float, ...]:
     return tuple(float(b) for b in text.split(",") if b.strip())
 
 
-def _opt(default, help: str, **cli):
-    """A field with its default and its command-line help (plus flag, parse, choices)."""
-    return field(default=default, metadata={"help": help, **cli})
-
-
 @dataclass
 class TrainConfig:
     """Every knob of a run; saved beside the checkpoints and in the exported model card."""
 
-    output_dir: str = _opt(
+    output_dir: str = option(
         "runs/train", "output directory (checkpoints, model/, logs)", flag="--out"
     )
-    model: str = _opt("default", "HF directory, .gguf file, or 'default'")
-    objective: str = _opt("augmented", "training objective", choices=OBJECTIVES)
-    triplets: str | None = _opt(
+    model: str = option("default", "HF directory, .gguf file, or 'default'")
+    objective: str = option("augmented", "training objective", choices=OBJECTIVES)
+    triplets: str | None = option(
         None, "harmful triplets JSONL {prompt, harmful, refusal, ...} (overrides --data)"
     )
-    pairs: str | None = _opt(
+    pairs: str | None = option(
         None,
         "prompt/response JSONL: benign anchors or your fine-tuning data (overrides --data)",
     )
-    limit_triplets: int | None = _opt(None, "use only the first N triplets")
-    limit_pairs: int | None = _opt(None, "use only the first N pairs")
-    epochs: int = _opt(4, "passes over the data")
-    max_steps: int = _opt(-1, "stop after this many optimizer steps (> 0; smoke runs)")
-    learning_rate: float = _opt(5e-5, "peak learning rate", flag="--lr")
-    adam_beta1: float = _opt(0.9, "Adam beta1 (the paper uses 0.5 for constrained fine-tuning)")
-    weight_decay: float = _opt(0.0, "AdamW weight decay")
-    warmup_steps: int = _opt(0, "linear warm-up steps")
-    lr_scheduler: str = _opt("constant", "transformers learning-rate schedule (e.g. cosine)")
-    safety_per_step: int = _opt(16, "harmful (safety) examples in every optimizer step")
-    benign_per_step: int = _opt(64, "benign examples in every optimizer step")
-    micro_batch: int = _opt(8, "examples per forward pass (gradient accumulation covers the rest)")
-    p_prefix: float = _opt(
+    limit_triplets: int | None = option(None, "use only the first N triplets")
+    limit_pairs: int | None = option(None, "use only the first N pairs")
+    epochs: int = option(4, "passes over the data")
+    max_steps: int = option(-1, "stop after this many optimizer steps (> 0; smoke runs)")
+    learning_rate: float = option(5e-5, "peak learning rate", flag="--lr")
+    adam_beta1: float = option(0.9, "Adam beta1 (the paper uses 0.5 for constrained fine-tuning)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup_steps: int = option(0, "linear warm-up steps")
+    lr_scheduler: str = option("constant", "transformers learning-rate schedule (e.g. cosine)")
+    safety_per_step: int = option(16, "harmful (safety) examples in every optimizer step")
+    benign_per_step: int = option(64, "benign examples in every optimizer step")
+    micro_batch: int = option(
+        8, "examples per forward pass (gradient accumulation covers the rest)"
+    )
+    p_prefix: float = option(
         DEFAULT_P_PREFIX, "probability that a safety example gets a harmful prefix"
     )
-    max_prefix: int = _opt(DEFAULT_MAX_PREFIX, "largest harmful prefix, in tokens")
-    p_cautious: float = _opt(
+    max_prefix: int = option(DEFAULT_MAX_PREFIX, "largest harmful prefix, in tokens")
+    p_cautious: float = option(
         0.0,
         "share of benign examples that follow an over-cautious opening (context only) with "
         "the helpful answer: against spurious refusals and mid-answer recovery on harmless prompts",
     )
-    max_length: int = _opt(512, "longest tokenised example")
-    betas: tuple[float, ...] = _opt(
+    max_length: int = option(512, "longest tokenised example")
+    betas: tuple[float, ...] = option(
         DEFAULT_BETAS, "beta_1..beta_n of the constrained loss", parse=parse_floats
     )
-    later_beta: float = _opt(DEFAULT_LATER_BETA, "beta_t of the constrained loss for t > n")
-    bf16: bool = _opt(True, "train in float32 instead of bf16 autocast")
-    lora_r: int = _opt(0, "LoRA rank (0 = full fine-tune)")
-    lora_alpha: int = _opt(32, "LoRA alpha")
-    save_steps: int = _opt(50, "checkpoint every N optimizer steps")
-    resume: bool = _opt(False, "continue from the last checkpoint in --out")
-    seed: int = _opt(0, "random seed")
-    system: str | None = _opt(None, "system prompt of every training example")
+    later_beta: float = option(DEFAULT_LATER_BETA, "beta_t of the constrained loss for t > n")
+    bf16: bool = option(True, "train in float32 instead of bf16 autocast")
+    lora_r: int = option(0, "LoRA rank (0 = full fine-tune)")
+    lora_alpha: int = option(32, "LoRA alpha")
+    save_steps: int = option(50, "checkpoint every N optimizer steps")
+    resume: bool = option(False, "continue from the last checkpoint in --out")
+    seed: int = option(0, "random seed")
+    system: str | None = option(None, "system prompt of every training example")
     extra: dict = field(default_factory=dict, metadata={"cli": False})
 
     def validate(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from alignment.data.benign_prompts import benign_prompts
@@ -17,6 +17,7 @@ from alignment.data.contrast_prompts import contrast_prompts
 from alignment.data.files import read_prompts, write_jsonl
 from alignment.data.refusals import categorize, pick_refusal
 from alignment.data.sources import exclude_eval_prompts, load_prompt_source
+from alignment.dataclass_cli import option
 
 
 def harmbench_overlap() -> list[str]:
@@ -33,60 +34,53 @@ def harmbench_overlap() -> list[str]:
 COMPLIANT_START = "Sure, here is"
 
 
-def _opt(default, help: str, **cli):
-    """A field with its default and its command-line help (see `alignment.dataclass_cli`)."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **cli})
-    return field(default=default, metadata={"help": help, **cli})
-
-
 @dataclass
 class BuildConfig:
     """Every knob of a build: what `build_data()` takes, what `build_summary.json` records, and
     (through `alignment.dataclass_cli`) the `deepguard data build` flags."""
 
-    out_dir: str = _opt("runs/data", "output directory", flag="--out")
-    harmful_sources: list[str] = _opt(
+    out_dir: str = option("runs/data", "output directory", flag="--out")
+    harmful_sources: list[str] = option(
         ["advbench"],
         "harmful prompt source: 'advbench', a .txt/.jsonl/.csv file, or "
         "hf:owner/name[:split[:column]]; repeatable",
         flag="--harmful",
     )
-    benign_files: list[str] = _opt(
+    benign_files: list[str] = option(
         [], "extra benign prompts (.txt/.jsonl/.csv); repeatable", flag="--benign-file"
     )
-    n_harmful: int = _opt(32, "harmful triplets to build (0 = all)")
-    n_benign: int = _opt(64, "benign pairs to build (0 = all)")
-    n_contrast: int = _opt(
+    n_harmful: int = option(32, "harmful triplets to build (0 = all)")
+    n_benign: int = option(64, "benign pairs to build (0 = all)")
+    n_contrast: int = option(
         0,
         "also this many packaged benign prompts that sound harmful "
         "(-1 = all; against over-refusal)",
     )
-    breadth: bool = _opt(
+    breadth: bool = option(
         False,
         "harmful prompts from every offline source (AdvBench, Do-Not-Answer, ...) in phrasing "
         "families, plus benign prompts phrased the same way; evaluation splits held out",
     )
-    n_source_requests: int = _opt(
+    n_source_requests: int = option(
         0,
         "with --breadth: also this many training requests of --harmful sources in their own "
         "wording (AdvBench's is the wording prefilling benchmarks use: depth is learnt there)",
     )
-    benign_families_per_core: int = _opt(
+    benign_families_per_core: int = option(
         1,
         "with --breadth: each harmless look-alike and everyday core in this many training "
         "phrasing families (against over-refusal in the trained phrasings)",
     )
-    model: str = _opt("default", "model being aligned (benign answers are distilled from it)")
-    harmful_model: str = _opt("default", "unaligned model that writes the harmful answers")
-    harmful_tokens: int = _opt(64, "max new tokens per harmful answer")
-    benign_tokens: int = _opt(128, "max new tokens per benign answer")
-    batch_size: int = _opt(8, "prompts per generation batch")
-    teacher_url: str | None = _opt(None, "OpenAI-compatible base URL (.../v1) of a teacher model")
-    teacher_model: str | None = _opt(None, "teacher model name")
-    teacher_refusals: bool = _opt(False, "take refusals from the teacher")
-    teacher_benign: bool = _opt(False, "take benign answers from the teacher")
-    seed: int = _opt(0, "random seed")
+    model: str = option("default", "model being aligned (benign answers are distilled from it)")
+    harmful_model: str = option("default", "unaligned model that writes the harmful answers")
+    harmful_tokens: int = option(64, "max new tokens per harmful answer")
+    benign_tokens: int = option(128, "max new tokens per benign answer")
+    batch_size: int = option(8, "prompts per generation batch")
+    teacher_url: str | None = option(None, "OpenAI-compatible base URL (.../v1) of a teacher model")
+    teacher_model: str | None = option(None, "teacher model name")
+    teacher_refusals: bool = option(False, "take refusals from the teacher")
+    teacher_benign: bool = option(False, "take benign answers from the teacher")
+    seed: int = option(0, "random seed")
 
 
 def _detector():
