@@ -137,6 +137,14 @@ async def phase(
         return time.perf_counter() - start, [s for batch in results for s in batch]
 
 
+def paired_request(stream: int, request: int, streams: int) -> tuple[int, str]:
+    """(side, prompt) of one request of the paired design: side 0 is direct, 1 the gateway.
+    The two requests compared ask the same prompt: streams 2k and 2k + 1 at the same step, or,
+    with one stream, its requests 2m and 2m + 1."""
+    step = request // 2 if streams == 1 else request
+    return (stream + request) % 2, PROMPTS[(stream // 2 + step) % len(PROMPTS)]
+
+
 async def paired_phase(
     direct: tuple[str, dict],
     gateway: tuple[str, dict],
@@ -147,7 +155,8 @@ async def paired_phase(
     seed: int,
 ) -> tuple[float, list[Sample], list[Sample]]:
     """`streams` closed-loop clients sharing one phase: request j of stream i goes direct when
-    i + j is even, through the gateway when odd; streams 2k and 2k + 1 ask the same prompts.
+    i + j is even, through the gateway when odd; every direct request has a gateway twin with
+    the same prompt (answer lengths differ by prompt, so unpaired prompts skew tok/s and TTFT).
     Each request waits a seeded random 0..`jitter_s` first (not counted in its TTFT): answers of
     one length would otherwise keep every stream in step, and in a burst the direct half always
     reaches vLLM's scheduler first, so the gateway half waits one more prefill step (one CPU
@@ -162,9 +171,8 @@ async def paired_phase(
             out = []
             for i in range(per_stream):
                 await asyncio.sleep(waits[index][i])
-                side = (index + i) % 2
+                side, prompt = paired_request(index, i, streams)
                 url, headers = paths[side]
-                prompt = PROMPTS[(index // 2 + i) % len(PROMPTS)]
                 out.append((side, await one_stream(client, url, headers, prompt, max_tokens)))
             return out
 

@@ -4,7 +4,7 @@ targets beside it, the rotating round order, and the doc section `--write-docs` 
 from __future__ import annotations
 
 from bench.proxy_bench_report import replace_section
-from bench.vllm_bench import BEGIN, DOC, END, rotation, tables, targets_report
+from bench.vllm_bench import BEGIN, DOC, END, paired_request, rotation, tables, targets_report
 
 
 def result(ttft_ms: float, itl_ms: float, tok_s: float = 100.0) -> dict:
@@ -74,3 +74,14 @@ def test_paired_results_compare_each_gateway_with_the_direct_half_beside_it():
     text = tables(out, [1, 8], True)
     assert "vLLM direct, beside deepguard" in text and "vLLM direct, beside LiteLLM" in text
     assert "| 8 | +0.40 | +30 | n/a (paired) | +20.00 | +500 | n/a (paired) |" in text
+
+
+def test_paired_requests_split_evenly_and_each_has_a_twin_with_its_prompt():
+    from collections import Counter
+
+    for streams, per_stream in ((1, 2), (1, 6), (8, 2), (32, 3)):
+        requests = [
+            paired_request(s, r, streams) for s in range(streams) for r in range(per_stream)
+        ]
+        by_side = [Counter(p for side, p in requests if side == k) for k in (0, 1)]
+        assert by_side[0] == by_side[1], (streams, per_stream)
