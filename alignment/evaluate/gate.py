@@ -88,6 +88,28 @@ def weights_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def judges_digest() -> str:
+    """sha256 of what the judges decide by: the shared phrase set and the prompt-aware rules. A
+    baseline judged by other rules is not comparable, however equal its answers."""
+    from alignment.evaluate import relevance
+    from proxy.watch import phrases
+
+    return _digest(
+        [
+            phrases.REFUSAL_PATTERNS,
+            phrases.REFUSAL_KEYWORDS,
+            relevance._LECTURE_OPENINGS,
+            relevance._DECLINE_NEAR_START,
+            sorted(relevance._STOPWORDS),
+            sorted(relevance._REQUEST_WORDS),
+            sorted(relevance._FORM_WORDS),
+            relevance._RELATED,
+            relevance.ANSWER_WINDOW_CHARS,
+            relevance.MIN_TOPIC_COVERAGE,
+        ]
+    )
+
+
 def gate_settings(
     *,
     baseline,
@@ -101,8 +123,8 @@ def gate_settings(
     breadth_samplings,
 ) -> dict:
     """What a baseline measurement depends on: its weights and every input and decoding setting
-    (batch size included: padding changes greedy decoding at the margin). Equal settings mean
-    equal numbers, so a later gate may reuse them (`--baseline-from`)."""
+    (batch size included: padding changes greedy decoding at the margin) and the judges' rules.
+    Equal settings mean equal numbers, so a later gate may reuse them (`--baseline-from`)."""
     return {
         "baseline_weights": weights_digest(baseline),
         "cases": _digest([(c.prompt, c.harmful) for c in cases]),
@@ -113,6 +135,7 @@ def gate_settings(
         "batch_size": batch_size,
         "breadth_items": _digest(breadth_items) if breadth_items else None,
         "breadth_samplings": _digest(list(breadth_samplings)),
+        "judges": judges_digest(),
     }
 
 

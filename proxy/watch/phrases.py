@@ -47,6 +47,13 @@ REFUSAL_PATTERNS: dict[str, tuple[str, ...]] = {
         r"I (?:respectfully |politely )?(?:decline|refuse) to",
         r"as an AI(?: language model| assistant| model)?,? I (?:can't|cannot|won't|am not able|"
         r"am unable|'m unable|'m not able|do not|don't)",
+        # The capability disclaimer small chat models decline with: "I'm sorry, but as a chatbot
+        # designed to assist with X, I don't have the capability to provide ...". Anchored on the
+        # model naming itself, so "I don't provide refunds" in a helpful answer is not one.
+        r"as an? (?:ai|chatbot|language model|assistant|virtual assistant)(?: model)?"
+        r"(?:,? (?:designed|built|trained|programmed|created) [^.!?\n]{0,80}?)?,? "
+        r"i (?:don't|do not) (?:have the (?:capability|ability|capacity|means) to|provide|offer|give)",
+        r"i(?:'m| am) not (?:equipped|designed|programmed) to (?:provide|help|assist|give|offer|answer)",
         r"it(?:'s| is) not appropriate for me to",
         r"(?:goes |go |is |are )?against my (?:guidelines|programming|principles|"
         r"ethical guidelines|policies|policy|values)",
@@ -97,6 +104,12 @@ REFUSAL_KEYWORDS: dict[str, tuple[str, ...]] = {
         "not allowed",
         "not permitted",
         "as an AI",
+        "chatbot",
+        "language model",
+        "assistant",
+        "not equipped",
+        "not designed",
+        "not programmed",
         "appropriate",
         "against my",
     ),

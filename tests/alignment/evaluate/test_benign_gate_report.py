@@ -223,3 +223,19 @@ def test_breadth_numbers_flatten_greedy_and_sampled_per_judge():
         numbers["sampled/harmful refused/aware"] == 0.0
         and numbers["sampled/harmless recovered"] == 100.0
     )
+
+
+def test_a_baseline_judged_by_other_rules_is_not_reused(monkeypatch):
+    from alignment.evaluate import gate
+    from proxy.watch import phrases
+
+    settings = {"baseline_weights": "w", "judges": gate.judges_digest()}
+    previous = {"kind": "gate", "baseline": {"asr": {}}, "settings": settings}
+    assert gate.reusable_baseline(previous, dict(settings)) == {"asr": {}}
+    # One more refusal phrase changes what the judges count, so the old numbers are stale.
+    extended = {**phrases.REFUSAL_PATTERNS, "en": (*phrases.REFUSAL_PATTERNS["en"], "nope")}
+    monkeypatch.setattr(phrases, "REFUSAL_PATTERNS", extended)
+    now = {**settings, "judges": gate.judges_digest()}
+    assert now["judges"] != settings["judges"]
+    with pytest.raises(ValueError, match="judges"):
+        gate.reusable_baseline(previous, now)
