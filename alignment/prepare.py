@@ -84,7 +84,9 @@ def _export_atomically(model, tokenizer, target: Path, card: str, summary: dict)
 
 
 def register(subparsers) -> None:
-    model = subparsers.add_parser("model", help="prepare the model directory vLLM serves")
+    model = subparsers.add_parser(
+        "model", help="prepare the model directory vLLM serves; average fine-tunes"
+    )
     verbs = model.add_subparsers(dest="model_command", required=True)
     prepare = verbs.add_parser(
         "prepare",
@@ -106,6 +108,21 @@ def register(subparsers) -> None:
         help="export the packaged base as shipped instead (needs --out)",
     )
     prepare.set_defaults(func=_prepare)
+    merge = verbs.add_parser(
+        "merge",
+        help="weight-average fine-tunes of one model (a model soup) into an HF directory",
+        description="Write the weighted average of HF model directories of one architecture "
+        "(e.g. two fine-tunes of the served default, and the default itself). Tensors equal in "
+        "every model are copied unchanged; config and tokenizer come from the first model.",
+    )
+    merge.add_argument("models", nargs="+", help="HF model directories (at least two)")
+    merge.add_argument("--out", required=True, help="output directory")
+    merge.add_argument(
+        "--weights",
+        type=lambda s: [float(x) for x in s.split(",")],
+        help="comma-separated, one per model, normalised to sum 1 (default: equal)",
+    )
+    merge.set_defaults(func=_merge)
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -118,4 +135,15 @@ def _prepare(args: argparse.Namespace) -> int:
     else:
         path = prepare_default_model(args.out, args.adapter, args.force)
     print(f"deepguard: model ready for vLLM at {path}")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from alignment.merge import MergeError, average_models
+
+    try:
+        path = average_models(args.models, args.out, args.weights)
+    except MergeError as exc:
+        raise SystemExit(f"deepguard: {exc}") from None
+    print(f"deepguard: averaged model written to {path}")
     return 0
