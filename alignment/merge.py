@@ -14,10 +14,11 @@ an adapter extracted from the result then has to carry.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
+
+from alignment.adapter import sha256_of
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "deepguard_merge.json"
@@ -96,7 +97,7 @@ def average_models(models: list[str | Path], out: str | Path, weights: list[floa
     manifest = {
         "kind": "weight average",
         "ingredients": [
-            {"model": m.name, "weight": round(w, 6), "sha256": _sha256(f)}
+            {"model": m.name, "weight": round(w, 6), "sha256": sha256_of(f)}
             for m, w, f in zip(models, weights, files, strict=True)
         ],
         "tensors_averaged": averaged,
@@ -104,11 +105,3 @@ def average_models(models: list[str | Path], out: str | Path, weights: list[floa
     }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return out
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
