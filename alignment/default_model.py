@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from alignment.adapter import ADAPTER_FILE, ARTIFACT_DIR, extract_adapter
+from alignment.adapter import ADAPTER_FILE, ARTIFACT_DIR, DTYPES, extract_adapter
 from alignment.prepare import prepare_default_model
 
 
@@ -17,7 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     default once to check it loads."""
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("trained", help="model directory written by `deepguard train`")
-    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="int8+int4",
+        help="how the factors are stored (int8+int4 keeps the rank-16 default under 4 MiB)",
+    )
     parser.add_argument("--out", default=str(ARTIFACT_DIR))
     parser.add_argument(
         "--command",
@@ -29,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
 
     trained, _ = load_model(args.trained)
     base, _ = load_model("default")
-    out = extract_adapter(trained, base, args.out, rank=args.rank, command=args.command)
+    out = extract_adapter(
+        trained, base, args.out, rank=args.rank, command=args.command, dtype=args.dtype
+    )
     size = (out / ADAPTER_FILE).stat().st_size
-    print(f"adapter written to {out} ({size / 2**20:.1f} MiB, rank {args.rank})")
+    print(f"adapter written to {out} ({size / 2**20:.1f} MiB, rank {args.rank}, {args.dtype})")
     if Path(args.out).resolve() == ARTIFACT_DIR.resolve():
         print(f"merged deep default (what vLLM serves): {prepare_default_model()}")
     return 0

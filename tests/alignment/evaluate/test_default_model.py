@@ -70,6 +70,52 @@ def test_int8_factors_keep_the_delta_within_a_percent_at_a_quarter_of_the_size(t
     assert factors(as_int8) * 4 == factors(as_f32)
 
 
+def test_int8_plus_int4_keeps_a_full_rank_delta_closer_than_a_rank_cut_of_the_same_size(tmp_path):
+    """The committed format: the strongest components int8, the rest int4 in groups. Against the
+    same delta cut to fewer int8 components at about the same size, it keeps far more of it."""
+    base, trained, mixed = identical_models()
+    cut = identical_models()[2]
+    with torch.no_grad():
+        shape = trained.state_dict()[NAME].shape
+        # Singular values 16..1: a trained delta's spread, every component matters.
+        u, _ = torch.linalg.qr(torch.randn(shape[0], 16))
+        v, _ = torch.linalg.qr(torch.randn(shape[1], 16))
+        change = u @ torch.diag(torch.arange(16, 0, -1).float()) @ v.T * 1e-2
+        trained.state_dict()[NAME].add_(change)
+    as_mixed = extract_adapter(trained, base, tmp_path / "mixed", rank=16, dtype="int8+int4")
+    as_cut = extract_adapter(trained, base, tmp_path / "cut", rank=12, dtype="int8")
+    error = {}
+    for label, model, adapter in (("mixed", mixed, as_mixed), ("cut", cut, as_cut)):
+        apply_adapter(model, adapter)
+        applied = model.state_dict()[NAME] - base.state_dict()[NAME]
+        error[label] = float((applied - change).norm() / change.norm())
+    manifest = json.loads((as_mixed / "manifest.json").read_text())
+    assert manifest["dtype"] == "int8+int4" and manifest["int8_components"] == 8
+    assert error["mixed"] < 0.06 and error["cut"] > 2 * error["mixed"]
+    size = lambda d: (d / "adapter.safetensors").stat().st_size  # noqa: E731
+    assert size(as_mixed) < 1.2 * size(as_cut)
+
+
+@pytest.mark.parametrize("width", [64, 130, 7])
+def test_int4_groups_round_trip_any_row_width(width):
+    from alignment.adapter import INT4_GROUP, _dequantize_int4, _quantize_int4
+
+    rows = torch.randn(3, width)
+    rows[1] = 0  # an all-zero row must come back as zeros, not NaN
+    packed, scale = _quantize_int4(rows)
+    assert packed.dtype == torch.uint8 and packed.shape[1] * 2 % INT4_GROUP == 0
+    back = _dequantize_int4(packed, scale, width)
+    assert back.shape == rows.shape and not back.isnan().any() and (back[1] == 0).all()
+    # absmax int4: each entry within half a step (1/14 of its group's largest entry).
+    assert (back - rows).abs().max() <= rows.abs().max() / 14 * 1.01
+
+
+def test_unknown_dtype_is_refused(tmp_path):
+    base, trained, _ = identical_models()
+    with pytest.raises(ValueError, match="int8\\+int4"):
+        extract_adapter(trained, base, tmp_path / "a", dtype="int3")
+
+
 def test_tampered_adapter_is_refused(tmp_path):
     tok = make_tokenizer("chatml")
     base, trained = make_model(tok, seed=0), make_model(tok, seed=1)
