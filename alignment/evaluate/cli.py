@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from alignment.evaluate import commands
+from alignment.train_config import DEFAULT_BETAS, DEFAULT_LATER_BETA, parse_floats
 
 XSTEST_HINT = "../shared/data/xstest/xstest_safe_prompts.csv"
 
@@ -20,6 +21,16 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"
         ) from None
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = parse_floats(text)
+    except ValueError:
+        values = ()
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    return values
 
 
 def _model_args(p, endpoint: bool = True) -> None:
@@ -120,6 +131,18 @@ def register(subparsers) -> None:
         type=int,
         default=0,
         help="linear warm-up of the constrained run (the paper: 10; without it, 29%% ASR)",
+    )
+    p.add_argument(
+        "--betas",
+        type=_floats,
+        default=DEFAULT_BETAS,
+        help="beta_1..beta_n of the constrained run (the paper: 0.5,2,2,2,2)",
+    )
+    p.add_argument(
+        "--later-beta",
+        type=float,
+        default=DEFAULT_LATER_BETA,
+        help="beta_t for later tokens (the paper: 0.1; its ablation with 2 everywhere: 0.5%% ASR)",
     )
     p.add_argument("--styles", default="harmful", help="comma list of harmful, refuse-then-comply")
     p.add_argument("--objectives", default="sft,constrained")

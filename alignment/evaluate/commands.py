@@ -124,6 +124,8 @@ def run_finetune_attack(args) -> int:
         learning_rate=args.lr,
         batch=args.batch,
         warmup_steps=args.warmup_steps,
+        betas=args.betas,
+        later_beta=args.later_beta,
     )
     result.update(kind="finetune-attack", model=_label(args))
     _save(result, args.out, started)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from alignment.evaluate.generate import LocalGenerator, Sampling
 from alignment.evaluate.sources import BenignTask, HarmfulCase
+from alignment.train_config import DEFAULT_BETAS, DEFAULT_LATER_BETA
 
 STYLES = ("harmful", "refuse-then-comply")
 ATTACK_OBJECTIVES = ("sft", "constrained")
@@ -39,6 +40,8 @@ def _train_one(
     batch: int,
     seed: int,
     warmup_steps: int = 0,
+    betas: tuple[float, ...] = DEFAULT_BETAS,
+    later_beta: float = DEFAULT_LATER_BETA,
 ):
     from alignment.models import load_model
     from alignment.train import train
@@ -67,6 +70,8 @@ def _train_one(
         else "constant",
         save_steps=10_000,
         seed=seed,
+        betas=tuple(betas),
+        later_beta=later_beta,
     )
     summary = train(config, model=model, tokenizer=tokenizer)
     attacked, attacked_tokenizer = load_model(out / "model")
@@ -89,6 +94,8 @@ def finetune_attack(
     judge=None,
     seed: int = 0,
     warmup_steps: int = 0,
+    betas: tuple[float, ...] = DEFAULT_BETAS,
+    later_beta: float = DEFAULT_LATER_BETA,
 ) -> dict:
     """ASR (k = 0) and utility before the attack and after each (style, objective) attack."""
     from alignment.evaluate.benign import utility
@@ -112,6 +119,8 @@ def finetune_attack(
         "learning_rate": learning_rate,
         "batch": batch,
         "warmup_steps": warmup_steps,
+        "betas": list(betas),
+        "later_beta": later_beta,
         "eval_prompts": len(eval_prompts),
         "initial": measure(model, tokenizer),
         "attacks": {},
@@ -131,6 +140,8 @@ def finetune_attack(
                 batch,
                 seed,
                 warmup_steps,
+                betas,
+                later_beta,
             )
             result["attacks"][f"{style}/{objective}"] = {
                 **measure(attacked, attacked_tokenizer),

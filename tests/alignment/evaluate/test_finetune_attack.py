@@ -58,3 +58,30 @@ def test_the_papers_recipe_warms_up_only_the_constrained_run(refusing, tmp_path)
     assert configs["constrained"]["adam_beta1"] == 0.5
     assert configs["sft"]["warmup_steps"] == 0 and configs["sft"]["lr_scheduler"] == "constant"
     assert result["warmup_steps"] == 10 and result["batch"] == 3
+
+
+def test_constrained_betas_reach_the_constrained_run(refusing, tmp_path):
+    """The paper's ablation (beta 2 at every position) is one option away."""
+    import json
+
+    model, tok = refusing
+    result = attack(
+        model, tok, tmp_path, epochs=1, learning_rate=1e-3, betas=(2.0,), later_beta=2.0
+    )
+    config = json.loads((tmp_path / "harmful-constrained" / "train_config.json").read_text())
+    assert config["betas"] == [2.0] and config["later_beta"] == 2.0
+    assert result["betas"] == [2.0] and result["later_beta"] == 2.0
+
+
+def test_finetune_attack_cli_parses_betas():
+    import argparse
+
+    from alignment.evaluate import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["eval", "finetune-attack", "--betas", "2", "--later-beta", "2"])
+    assert args.betas == (2.0,) and args.later_beta == 2.0
+    assert parser.parse_args(["eval", "finetune-attack"]).betas == (0.5, 2.0, 2.0, 2.0, 2.0)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval", "finetune-attack", "--betas", "two"])
