@@ -85,17 +85,23 @@ class Sample:
     gaps: list[float] = field(default_factory=list)
 
 
-async def one_stream(
-    client: httpx.AsyncClient, url: str, headers: dict, prompt: str, max_tokens: int
-) -> Sample:
-    body = {
+def chat_body(prompt: str, max_tokens: int, **extra) -> dict:
+    """The bench's streamed, greedy chat request; `extra` adds fields."""
+    return {
         "model": MODEL,
         "messages": [{"role": "user", "content": prompt}],
         "max_tokens": max_tokens,
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
+        **extra,
     }
+
+
+async def one_stream(
+    client: httpx.AsyncClient, url: str, headers: dict, prompt: str, max_tokens: int
+) -> Sample:
+    body = chat_body(prompt, max_tokens)
     start = time.perf_counter()
     ttft, last, gaps, tokens = None, None, [], 0
     async with client.stream(

@@ -29,10 +29,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vllm_bench import MODEL, PROMPTS, start_stack  # noqa: E402
+from vllm_bench import PROMPTS, chat_body, start_stack  # noqa: E402
 
-# Each variant: the fields sent on top of a plain streamed request (the proxy always sends
-# stream_options.include_usage, so the plain request does too).
+# Each variant: the fields sent on top of the bench's plain streamed request (which, like the
+# proxy's, asks for stream_options.include_usage).
 VARIANTS = {
     "plain": {},
     "return_token_ids": {"return_token_ids": True},
@@ -44,15 +44,7 @@ async def first_token_ms(
     client: httpx.AsyncClient, url: str, key: str, prompt: str, max_tokens: int, extra: dict
 ) -> tuple[float, float]:
     """(ms to the first chunk of any kind, ms to the first chunk with answer text)."""
-    body = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        **extra,
-    }
+    body = chat_body(prompt, max_tokens, **extra)
     start = time.perf_counter()
     first_chunk = first_text = None
     async with client.stream(
