@@ -23,16 +23,6 @@ def _ints(text: str) -> list[int]:
         ) from None
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        values = parse_floats(text)
-    except ValueError:
-        values = ()
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
-    return values
-
-
 def _model_args(p, endpoint: bool = True) -> None:
     p.add_argument(
         "--model",
@@ -134,7 +124,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--betas",
-        type=_floats,
+        type=parse_floats,  # as `deepguard train --betas` reads them
         default=DEFAULT_BETAS,
         help="beta_1..beta_n of the constrained run (the paper: 0.5,2,2,2,2)",
     )
