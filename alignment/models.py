@@ -75,6 +75,14 @@ def load_model_and_tokenizer(path: str | Path, dtype=None):
     return model, tokenizer
 
 
+def best_device() -> str:
+    """CUDA when this machine has one, else the CPU: generation (data builds, evaluation) runs
+    where it is fastest; training picks its device through Trainer."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_model(spec: str | Path | None, dtype=None):
     """(model, tokenizer) on CPU in float32 unless `dtype` is given; the tokenizer can pad."""
     import torch

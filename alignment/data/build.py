@@ -101,7 +101,7 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
     `loaded` maps model spec -> (model, tokenizer), for callers (tests) that already hold models.
     """
     from alignment.data.generate import GenerationCache, generate_answers
-    from alignment.models import load_model
+    from alignment.models import best_device, load_model
 
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +117,8 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
 
     def model_for(spec: str):
         if spec not in loaded:
-            loaded[spec] = load_model(spec)
+            model, tokenizer = load_model(spec)
+            loaded[spec] = (model.to(best_device()), tokenizer)
         return loaded[spec]
 
     # Harmful prompts: every source, HarmBench held out, deduplicated, sampled with the seed.

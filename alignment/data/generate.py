@@ -68,7 +68,9 @@ def generate_answers(
     for start in tqdm(range(0, len(todo), batch_size), desc=desc, unit="batch"):
         chunk = todo[start : start + batch_size]
         texts = [render_prompt(tokenizer, prompts[i], system) + prefill for i in chunk]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            model.device
+        )
         output = model.generate(
             **batch,
             max_new_tokens=max_new_tokens,

@@ -58,10 +58,10 @@ class LocalGenerator:
 
     @classmethod
     def from_path(cls, spec: str | None, batch_size: int = 8) -> LocalGenerator:
-        from alignment.models import load_model
+        from alignment.models import best_device, load_model
 
         model, tokenizer = load_model(spec)
-        return cls(model, tokenizer, batch_size)
+        return cls(model.to(best_device()), tokenizer, batch_size)
 
     def prompt_ids(self, prompt: str) -> list[int]:
         from alignment.chat import encode_text, render_prompt
@@ -120,7 +120,7 @@ class LocalGenerator:
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        return ids, mask
+        return ids.to(self.model.device), mask.to(self.model.device)
 
     def _generate(
         self, rows: list[list[int]], sampling: Sampling, seed_offset: int = 0

@@ -170,3 +170,14 @@ def test_p_cautious_puts_openings_before_some_benign_answers(data):
 
     assert openings_seen(0.0) == 0
     assert 0 < openings_seen(0.5) < 32  # 32 benign visits in all
+
+
+def test_generation_runs_on_cuda_when_there_is_one(monkeypatch):
+    import torch
+
+    from alignment.models import best_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert best_device() == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert best_device() == "cuda"
