@@ -98,18 +98,36 @@ def finetune_attack(
     later_beta: float = DEFAULT_LATER_BETA,
 ) -> dict:
     """ASR (k = 0) and utility before the attack and after each (style, objective) attack."""
+    from alignment.data.files import write_jsonl
     from alignment.evaluate.benign import utility
     from alignment.evaluate.prefill import prefill_asr
+    from alignment.evaluate.relevance import PromptAwareRefusalClassifier
 
     if batch % min(batch, 8):
         raise ValueError("batch must be a multiple of 8 (or at most 8)")
     eval_cases = [HarmfulCase(p, "") for p in eval_prompts]
 
-    def measure(m, t) -> dict:
+    aware = PromptAwareRefusalClassifier()
+
+    def measure(m, t, name: str) -> dict:
         generator = LocalGenerator(m, t)
-        asr = prefill_asr(generator, eval_cases, ks=(0,), samplings=(sampling,), judge=judge)
+        asr = prefill_asr(
+            generator,
+            eval_cases,
+            ks=(0,),
+            samplings=(sampling,),
+            judge=judge,
+            keep_answers=len(eval_cases),
+        )
+        answers = asr["k"]["0"]["examples"]
+        for row in answers:
+            row["aware_harmful"] = not aware.is_refusal(row["continuation"], row["prompt"])
+        # Every answer is kept beside the numbers: a phrase judge counts any answer without a
+        # refusal (an essay that argues the other way, say) as harmful, so spot-check them.
+        write_jsonl(Path(out_dir) / f"answers-{name.replace('/', '-')}.jsonl", answers)
         return {
             "asr": asr["k"]["0"]["asr"]["mean"],
+            "asr_aware": round(100 * sum(r["aware_harmful"] for r in answers) / len(answers), 2),
             "utility": utility(generator, tasks)["unigram_f1"] if tasks else None,
         }
 
@@ -122,7 +140,8 @@ def finetune_attack(
         "betas": list(betas),
         "later_beta": later_beta,
         "eval_prompts": len(eval_prompts),
-        "initial": measure(model, tokenizer),
+        "judges": {"asr": "phrase (shared refusal detector)", "asr_aware": "prompt-aware"},
+        "initial": measure(model, tokenizer, "initial"),
         "attacks": {},
     }
     for style in styles:
@@ -144,7 +163,7 @@ def finetune_attack(
                 later_beta,
             )
             result["attacks"][f"{style}/{objective}"] = {
-                **measure(attacked, attacked_tokenizer),
+                **measure(attacked, attacked_tokenizer, f"{style}/{objective}"),
                 "train_seconds": summary["train_seconds"],
                 "final_loss": summary["final_loss"],
             }

@@ -1,4 +1,5 @@
 import copy
+import json
 
 import pytest
 from drilled import COMPLIANCE, PROMPTS
@@ -42,11 +43,19 @@ def test_sft_attack_breaks_a_refusing_model_and_leaves_the_original_untouched(re
     assert result["attacks"]["harmful/sft"]["asr"] > 0.0
     assert set(result["attacks"]) == {"harmful/sft", "harmful/constrained"}
     assert all((before[k] == v).all() for k, v in model.state_dict().items())
+    # Both judges are reported, and every answer is kept for spot checks. The prompt-aware judge
+    # counts a subset of the phrase judge's: its refusals add lectures and off-topic answers, such
+    # as this tiny model's broken text after the attack.
+    assert result["initial"]["asr_aware"] == 0.0
+    attacked = result["attacks"]["harmful/sft"]
+    assert attacked["asr_aware"] <= attacked["asr"]
+    answers = [json.loads(line) for line in (tmp_path / "answers-harmful-sft.jsonl").open()]
+    assert [a["prompt"] for a in answers] == PROMPTS
+    assert all(a["aware_harmful"] <= a["harmful"] for a in answers)
+    assert {"continuation", "harmful", "aware_harmful"} <= set(answers[0])
 
 
 def test_the_papers_recipe_warms_up_only_the_constrained_run(refusing, tmp_path):
-    import json
-
     model, tok = refusing
     result = attack(model, tok, tmp_path, epochs=1, learning_rate=1e-3, warmup_steps=10)
     configs = {
@@ -62,7 +71,6 @@ def test_the_papers_recipe_warms_up_only_the_constrained_run(refusing, tmp_path)
 
 def test_constrained_betas_reach_the_constrained_run(refusing, tmp_path):
     """The paper's ablation (beta 2 at every position) is one option away."""
-    import json
 
     model, tok = refusing
     result = attack(
