@@ -102,6 +102,7 @@ def finetune_attack(
     from alignment.evaluate.benign import utility
     from alignment.evaluate.prefill import prefill_asr
     from alignment.evaluate.relevance import PromptAwareRefusalClassifier
+    from alignment.models import best_device
 
     if batch % min(batch, 8):
         raise ValueError("batch must be a multiple of 8 (or at most 8)")
@@ -110,7 +111,7 @@ def finetune_attack(
     aware = PromptAwareRefusalClassifier()
 
     def measure(m, t, name: str) -> dict:
-        generator = LocalGenerator(m, t)
+        generator = LocalGenerator(m.to(best_device()), t)
         asr = prefill_asr(
             generator,
             eval_cases,
