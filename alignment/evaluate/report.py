@@ -33,6 +33,11 @@ def split_runs(result: dict, k: str) -> tuple[float | None, dict | None]:
     return rates.get("greedy"), (mean_spread(sampled) if sampled else None)
 
 
+def _percent(value) -> str:
+    """Results written before a measure existed show a dash in its column."""
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _asr_cell(result: dict, k: str) -> str:
     if k not in result["k"]:
         return ""
@@ -153,12 +158,13 @@ def write_report(
         lines += [
             f"## Fine-tuning attack on {r['model']} ({r['examples']} examples, {r['epochs']} epochs)",
             "",
-            "| run | ASR (%) | utility |",
-            "|---|---|---|",
-            f"| before attack | {r['initial']['asr']:.1f} | {r['initial']['utility']} |",
+            "| run | ASR (%), phrase judge | ASR (%), prompt-aware | utility |",
+            "|---|---|---|---|",
         ]
+        runs = {"before attack": r["initial"], **r["attacks"]}
         lines += [
-            f"| {name} | {a['asr']:.1f} | {a['utility']} |" for name, a in r["attacks"].items()
+            f"| {name} | {a['asr']:.1f} | {_percent(a.get('asr_aware'))} | {a['utility']} |"
+            for name, a in runs.items()
         ]
         lines.append("")
     if by_kind.get("breadth"):
