@@ -81,8 +81,9 @@ PROMPTS = [
 @dataclass
 class Sample:
     tokens: int
-    ttft: float
+    ttft: float  # seconds to the first chunk with answer text
     gaps: list[float] = field(default_factory=list)
+    first_chunk: float = float("nan")  # seconds to the first chunk of any kind
 
 
 def chat_body(prompt: str, max_tokens: int, **extra) -> dict:
@@ -99,11 +100,12 @@ def chat_body(prompt: str, max_tokens: int, **extra) -> dict:
 
 
 async def one_stream(
-    client: httpx.AsyncClient, url: str, headers: dict, prompt: str, max_tokens: int
+    client: httpx.AsyncClient, url: str, headers: dict, prompt: str, max_tokens: int, **extra
 ) -> Sample:
-    body = chat_body(prompt, max_tokens)
+    """One streamed request; `extra` adds fields to its body (bench/vllm_fields_bench.py)."""
+    body = chat_body(prompt, max_tokens, **extra)
     start = time.perf_counter()
-    ttft, last, gaps, tokens = None, None, [], 0
+    ttft, last, gaps, tokens, first_chunk = None, None, [], 0, None
     async with client.stream(
         "POST", url + "/v1/chat/completions", json=body, headers=headers
     ) as response:
@@ -111,6 +113,7 @@ async def one_stream(
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
+            first_chunk = first_chunk or time.perf_counter() - start
             chunk = json.loads(line[6:])
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
@@ -121,7 +124,7 @@ async def one_stream(
                 else:
                     gaps.append(now - last)
                 last = now
-    return Sample(tokens, ttft or float("nan"), gaps)
+    return Sample(tokens, ttft or float("nan"), gaps, first_chunk or float("nan"))
 
 
 async def phase(

@@ -21,15 +21,13 @@ import random
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vllm_bench import PROMPTS, chat_body, start_stack  # noqa: E402
+from vllm_bench import PROMPTS, one_stream, start_stack  # noqa: E402
 
 # Each variant: the fields sent on top of the bench's plain streamed request (which, like the
 # proxy's, asks for stream_options.include_usage).
@@ -44,25 +42,9 @@ async def first_token_ms(
     client: httpx.AsyncClient, url: str, key: str, prompt: str, max_tokens: int, extra: dict
 ) -> tuple[float, float]:
     """(ms to the first chunk of any kind, ms to the first chunk with answer text)."""
-    body = chat_body(prompt, max_tokens, **extra)
-    start = time.perf_counter()
-    first_chunk = first_text = None
-    async with client.stream(
-        "POST",
-        url + "/v1/chat/completions",
-        content=orjson.dumps(body),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    ) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            now = time.perf_counter()
-            first_chunk = first_chunk or now
-            choices = orjson.loads(line[6:]).get("choices") or []
-            if first_text is None and choices and choices[0].get("delta", {}).get("content"):
-                first_text = now
-    return (first_chunk - start) * 1e3, ((first_text or float("nan")) - start) * 1e3
+    headers = {"Authorization": f"Bearer {key}"}
+    sample = await one_stream(client, url, headers, prompt, max_tokens, **extra)
+    return sample.first_chunk * 1e3, sample.ttft * 1e3
 
 
 async def run(url: str, key: str, requests: int, max_tokens: int, seed: int) -> dict:
