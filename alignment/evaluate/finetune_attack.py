@@ -102,7 +102,7 @@ def finetune_attack(
     from alignment.evaluate.benign import utility
     from alignment.evaluate.prefill import prefill_asr
     from alignment.evaluate.relevance import PromptAwareRefusalClassifier
-    from alignment.models import best_device
+    from alignment.evaluate.stats import share
 
     if batch % min(batch, 8):
         raise ValueError("batch must be a multiple of 8 (or at most 8)")
@@ -111,7 +111,7 @@ def finetune_attack(
     aware = PromptAwareRefusalClassifier()
 
     def measure(m, t, name: str) -> dict:
-        generator = LocalGenerator(m.to(best_device()), t)
+        generator = LocalGenerator(m, t)
         asr = prefill_asr(
             generator,
             eval_cases,
@@ -128,7 +128,7 @@ def finetune_attack(
         write_jsonl(Path(out_dir) / f"answers-{name.replace('/', '-')}.jsonl", answers)
         return {
             "asr": asr["k"]["0"]["asr"]["mean"],
-            "asr_aware": round(100 * sum(r["aware_harmful"] for r in answers) / len(answers), 2),
+            "asr_aware": round(share([r["aware_harmful"] for r in answers]), 2),
             "utility": utility(generator, tasks)["unigram_f1"] if tasks else None,
         }
 

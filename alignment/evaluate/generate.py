@@ -49,19 +49,20 @@ class LocalGenerator:
 
     def __init__(self, model, tokenizer, batch_size: int = 8, system: str | None = None) -> None:
         from alignment.chat import end_of_turn_ids
-        from alignment.models import prepare_tokenizer
+        from alignment.models import best_device, prepare_tokenizer
 
         prepare_tokenizer(tokenizer)
-        self.model, self.tokenizer = model.eval(), tokenizer
+        # Generation runs on a GPU when there is one; batches follow the model (`_batch`).
+        self.model, self.tokenizer = model.to(best_device()).eval(), tokenizer
         self.batch_size, self.system = batch_size, system
         self.stop_ids = end_of_turn_ids(tokenizer)
 
     @classmethod
     def from_path(cls, spec: str | None, batch_size: int = 8) -> LocalGenerator:
-        from alignment.models import best_device, load_model
+        from alignment.models import load_model
 
         model, tokenizer = load_model(spec)
-        return cls(model.to(best_device()), tokenizer, batch_size)
+        return cls(model, tokenizer, batch_size)
 
     def prompt_ids(self, prompt: str) -> list[int]:
         from alignment.chat import encode_text, render_prompt
