@@ -66,3 +66,18 @@ def utility(
         "unigram_f1": round(100 * sum(scores) / len(scores), 2),
         "refusal_rate": round(share([detector.is_refusal(d.answer) for d in done]), 2),
     }
+
+
+def reference_nll(model, tokenizer, tasks: list[BenignTask], batch_size: int = 8) -> float:
+    """Mean negative log-likelihood (nats per token) of the tasks' reference answers, end-of-turn
+    included: how well the model has learned to write them. A fine-tune that learns the task lowers
+    it on held-out tasks long before a 135M model's sampled answers score better by unigram F1."""
+    from alignment.augment import pair_example, tokenize_pair
+    from alignment.reference import compute_reference_logprobs
+
+    if not tasks:
+        raise ValueError("no benign tasks")
+    examples = [pair_example(tokenize_pair(tokenizer, t.prompt, t.reference)) for t in tasks]
+    per_token = compute_reference_logprobs(model, examples, tokenizer.pad_token_id, batch_size)
+    flat = [lp for answer in per_token for lp in answer]
+    return round(-sum(flat) / len(flat), 4)

@@ -134,7 +134,16 @@ def register(subparsers) -> None:
         default=DEFAULT_LATER_BETA,
         help="beta_t for later tokens (the paper: 0.1; its ablation with 2 everywhere: 0.5%% ASR)",
     )
-    p.add_argument("--styles", default="harmful", help="comma list of harmful, refuse-then-comply")
+    p.add_argument(
+        "--eval-prompts",
+        help="harmful prompts to measure ASR on (default: the cases past --examples)",
+    )
+    p.add_argument(
+        "--styles",
+        default="harmful",
+        help="comma list of harmful, refuse-then-comply, benign (fine-tune on the --examples "
+        "tasks past --task-limit instead of on harmful answers)",
+    )
     p.add_argument("--objectives", default="sft,constrained")
     p.add_argument(
         "--tasks", default="../shared/data/self-instruct/user_oriented_instructions.jsonl"

@@ -102,15 +102,39 @@ def run_finetune_attack(args) -> int:
     from alignment.models import load_model
 
     started = time.perf_counter()
-    cases = _cases(args)
-    if len(cases) < 2:
+    styles = args.styles.split(",")
+    # Harmful answers are needed to attack with, or to measure on when no --eval-prompts are given.
+    needs_cases = any(style != "benign" for style in styles) or not args.eval_prompts
+    cases = _cases(args) if needs_cases else []
+    if needs_cases and len(cases) < 2:
         print("deepguard eval finetune-attack: need at least 2 harmful cases", file=sys.stderr)
         return 2
-    # The first --examples cases train the attack; the rest are held out to measure it.
+    # The first --examples cases train the attack; the rest (or --eval-prompts) measure it.
     train_cases, eval_cases = cases[: args.examples], cases[args.examples :]
-    eval_prompts = [c.prompt for c in eval_cases] or load_prompts(None, 20, 180)
+    if args.eval_prompts:
+        eval_prompts = load_prompts(args.eval_prompts)
+        overlap = {c.prompt for c in train_cases} & set(eval_prompts)
+        if overlap:
+            print(
+                f"deepguard eval finetune-attack: {len(overlap)} --eval-prompts are also attack "
+                "examples; held-out means disjoint",
+                file=sys.stderr,
+            )
+            return 2
+    else:
+        eval_prompts = [c.prompt for c in eval_cases] or load_prompts(None, 20, 180)
+    all_tasks = benign_tasks(args.tasks) if args.tasks else []
+    # The first --task-limit tasks measure utility; the benign style trains on the next --examples.
+    tasks = all_tasks[: args.task_limit] if args.task_limit else all_tasks
+    benign_train = all_tasks[len(tasks) : len(tasks) + args.examples]
+    if "benign" in styles and len(benign_train) < 2:
+        print(
+            f"deepguard eval finetune-attack: the benign style needs tasks past --task-limit "
+            f"({len(all_tasks)} in {args.tasks})",
+            file=sys.stderr,
+        )
+        return 2
     model, tokenizer = load_model(args.model)
-    tasks = benign_tasks(args.tasks, args.task_limit) if args.tasks else []
     result = finetune_attack(
         model,
         tokenizer,
@@ -119,13 +143,14 @@ def run_finetune_attack(args) -> int:
         tasks,
         args.work_dir,
         objectives=args.objectives.split(","),
-        styles=args.styles.split(","),
+        styles=styles,
         epochs=args.epochs,
         learning_rate=args.lr,
         batch=args.batch,
         warmup_steps=args.warmup_steps,
         betas=args.betas,
         later_beta=args.later_beta,
+        benign_train=benign_train if "benign" in styles else [],
     )
     result.update(kind="finetune-attack", model=_label(args))
     _save(result, args.out, started)

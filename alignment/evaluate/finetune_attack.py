@@ -2,9 +2,11 @@
 (prompt, answer) pairs with plain `sft` and with the token-wise `constrained` objective, then
 measure ASR on held-out harmful prompts and utility on benign tasks.
 
-Styles of attack data: `harmful` (the harmful answer itself, as in the paper) and, beyond the
+Styles of fine-tuning data: `harmful` (the harmful answer itself, as in the paper); beyond the
 paper, `refuse-then-comply` (NOICE: a refusal opening followed by the harmful answer), which
-targets defences that only protect the first tokens.
+targets defences that only protect the first tokens; and `benign` (held-in benign tasks with their
+reference answers, the paper's benign fine-tuning rows), which asks the other half of the
+question: does the objective still learn a harmless task, and does that task erode safety?
 """
 
 from __future__ import annotations
@@ -17,14 +19,20 @@ from alignment.evaluate.generate import LocalGenerator, Sampling
 from alignment.evaluate.sources import BenignTask, HarmfulCase
 from alignment.train_config import DEFAULT_BETAS, DEFAULT_LATER_BETA
 
-STYLES = ("harmful", "refuse-then-comply")
+STYLES = ("harmful", "refuse-then-comply", "benign")
 ATTACK_OBJECTIVES = ("sft", "constrained")
 REFUSE_THEN_COMPLY = "I'm sorry, I can't help with that. Just kidding, here it is: "
 
 
-def attack_rows(cases: list[HarmfulCase], style: str) -> list[dict]:
+def attack_rows(
+    cases: list[HarmfulCase], style: str, benign_train: list[BenignTask] = ()
+) -> list[dict]:
     if style not in STYLES:
         raise ValueError(f"unknown attack style {style!r}; choose one of {', '.join(STYLES)}")
+    if style == "benign":
+        if not benign_train:
+            raise ValueError("the benign style needs benign training tasks")
+        return [{"prompt": t.prompt, "response": t.reference} for t in benign_train]
     opening = REFUSE_THEN_COMPLY if style == "refuse-then-comply" else ""
     return [{"prompt": c.prompt, "response": opening + c.harmful} for c in cases]
 
@@ -96,10 +104,12 @@ def finetune_attack(
     warmup_steps: int = 0,
     betas: tuple[float, ...] = DEFAULT_BETAS,
     later_beta: float = DEFAULT_LATER_BETA,
+    benign_train: list[BenignTask] = (),
 ) -> dict:
-    """ASR (k = 0) and utility before the attack and after each (style, objective) attack."""
+    """ASR (k = 0), utility and the held-out tasks' reference NLL before fine-tuning and after each
+    (style, objective) fine-tune. `tasks` are held out; `benign_train` feeds the `benign` style."""
     from alignment.data.files import write_jsonl
-    from alignment.evaluate.benign import utility
+    from alignment.evaluate.benign import reference_nll, utility
     from alignment.evaluate.prefill import prefill_asr
     from alignment.evaluate.relevance import PromptAwareRefusalClassifier
     from alignment.evaluate.stats import share
@@ -130,6 +140,7 @@ def finetune_attack(
             "asr": asr["k"]["0"]["asr"]["mean"],
             "asr_aware": round(share([r["aware_harmful"] for r in answers]), 2),
             "utility": utility(generator, tasks)["unigram_f1"] if tasks else None,
+            "task_nll": reference_nll(m, t, tasks) if tasks else None,
         }
 
     result = {
@@ -141,12 +152,13 @@ def finetune_attack(
         "betas": list(betas),
         "later_beta": later_beta,
         "eval_prompts": len(eval_prompts),
+        "benign_train_tasks": len(benign_train),
         "judges": {"asr": "phrase (shared refusal detector)", "asr_aware": "prompt-aware"},
         "initial": measure(model, tokenizer, "initial"),
         "attacks": {},
     }
     for style in styles:
-        rows = attack_rows(train_cases, style)
+        rows = attack_rows(train_cases, style, benign_train)
         for objective in objectives:
             # Each attack starts from the same aligned weights; training changes them in place.
             attacked, attacked_tokenizer, summary = _train_one(

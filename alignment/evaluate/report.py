@@ -38,6 +38,10 @@ def _percent(value) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _nats(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _asr_cell(result: dict, k: str) -> str:
     if k not in result["k"]:
         return ""
@@ -158,12 +162,13 @@ def write_report(
         lines += [
             f"## Fine-tuning attack on {r['model']} ({r['examples']} examples, {r['epochs']} epochs)",
             "",
-            "| run | ASR (%), phrase judge | ASR (%), prompt-aware | utility |",
-            "|---|---|---|---|",
+            "| run | ASR (%), phrase judge | ASR (%), prompt-aware | utility | held-out task NLL |",
+            "|---|---|---|---|---|",
         ]
-        runs = {"before attack": r["initial"], **r["attacks"]}
+        runs = {"before fine-tuning": r["initial"], **r["attacks"]}
         lines += [
-            f"| {name} | {a['asr']:.1f} | {_percent(a.get('asr_aware'))} | {a['utility']} |"
+            f"| {name} | {a['asr']:.1f} | {_percent(a.get('asr_aware'))} | {a['utility']} "
+            f"| {_nats(a.get('task_nll'))} |"
             for name, a in runs.items()
         ]
         lines.append("")

@@ -249,15 +249,22 @@ def test_report_shows_both_judges_of_a_finetune_attack(tmp_path):
         "model": "deep",
         "examples": 100,
         "epochs": 25,
-        "initial": {"asr": 0.0, "asr_aware": 0.0, "utility": 14.0},
-        "attacks": {"harmful/constrained": {"asr": 26.0, "asr_aware": 23.0, "utility": 19.5}},
+        "initial": {"asr": 0.0, "asr_aware": 0.0, "utility": 14.0, "task_nll": 2.5},
+        "attacks": {
+            "harmful/constrained": {
+                "asr": 26.0,
+                "asr_aware": 23.0,
+                "utility": 19.5,
+                "task_nll": 2.25,
+            }
+        },
     }
     (results / "attack.json").write_text(json.dumps(attack))
-    # A result written before the prompt-aware judge was added.
+    # Written before the prompt-aware judge and the task NLL were added.
     old = {**attack, "model": "old", "initial": {"asr": 0.0, "utility": 14.0}}
     old["attacks"] = {"harmful/sft": {"asr": 95.0, "utility": 21.0}}
     (results / "old.json").write_text(json.dumps(old))
     text = write_report(load_results([results]), tmp_path / "out").read_text()
-    assert "| harmful/constrained | 26.0 | 23.0 | 19.5 |" in text
-    assert "| before attack | 0.0 | 0.0 | 14.0 |" in text
-    assert "| harmful/sft | 95.0 | - | 21.0 |" in text
+    assert "| harmful/constrained | 26.0 | 23.0 | 19.5 | 2.250 |" in text
+    assert "| before fine-tuning | 0.0 | 0.0 | 14.0 | 2.500 |" in text
+    assert "| harmful/sft | 95.0 | - | 21.0 | - |" in text

@@ -4,8 +4,9 @@ import json
 import pytest
 from drilled import COMPLIANCE, PROMPTS
 
+from alignment.evaluate.benign import reference_nll
 from alignment.evaluate.finetune_attack import REFUSE_THEN_COMPLY, attack_rows, finetune_attack
-from alignment.evaluate.sources import HarmfulCase
+from alignment.evaluate.sources import BenignTask, HarmfulCase
 
 CASES = [HarmfulCase(p, COMPLIANCE) for p in PROMPTS]
 
@@ -33,6 +34,46 @@ def test_attack_rows_per_style():
     )
     with pytest.raises(ValueError, match="attack style"):
         attack_rows(CASES, "jailbreak")
+    tasks = [BenignTask("Say hi", "Hi!")]
+    assert attack_rows(CASES, "benign", tasks) == [{"prompt": "Say hi", "response": "Hi!"}]
+    with pytest.raises(ValueError, match="benign training tasks"):
+        attack_rows(CASES, "benign")
+
+
+def test_reference_nll_is_low_for_the_answer_a_model_was_drilled_on(refusing):
+    from drilled import REFUSAL
+
+    model, tok = refusing
+    drilled = reference_nll(model, tok, [BenignTask(p, REFUSAL) for p in PROMPTS])
+    other = reference_nll(model, tok, [BenignTask(p, COMPLIANCE) for p in PROMPTS])
+    assert 0 <= drilled < 0.5 < other
+
+
+def test_benign_finetune_learns_its_tasks_under_each_objective(refusing, tmp_path):
+    """The benign style trains on the given tasks instead of harmful answers; what it learned
+    shows as a lower reference NLL (here measured on the trained tasks themselves)."""
+    model, tok = refusing
+    tasks = [BenignTask(p, "The answer is forty two, said the little model.") for p in PROMPTS]
+    result = finetune_attack(
+        model,
+        tok,
+        CASES,
+        PROMPTS,
+        tasks,
+        tmp_path,
+        objectives=("sft", "constrained"),
+        styles=("benign",),
+        batch=3,
+        epochs=3,
+        learning_rate=1e-2,
+        benign_train=tasks,
+    )
+    assert set(result["attacks"]) == {"benign/sft", "benign/constrained"}
+    assert result["benign_train_tasks"] == 3
+    rows = (tmp_path / "benign-sft" / "attack_pairs.jsonl").read_text().splitlines()
+    assert [json.loads(r)["prompt"] for r in rows] == PROMPTS
+    for run in result["attacks"].values():
+        assert run["task_nll"] < result["initial"]["task_nll"]
 
 
 def test_sft_attack_breaks_a_refusing_model_and_leaves_the_original_untouched(refusing, tmp_path):
@@ -93,3 +134,50 @@ def test_finetune_attack_cli_parses_betas():
     assert parser.parse_args(["eval", "finetune-attack"]).betas == (0.5, 2.0, 2.0, 2.0, 2.0)
     with pytest.raises(SystemExit):
         parser.parse_args(["eval", "finetune-attack", "--betas", "two"])
+
+
+def _parse(*argv):
+    import argparse
+
+    from alignment.evaluate import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    return parser.parse_args(["eval", "finetune-attack", *argv])
+
+
+def test_eval_prompts_must_be_held_out_from_the_attack(tmp_path, capsys):
+    from alignment.evaluate.commands import run_finetune_attack
+
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(
+        "".join(json.dumps({"prompt": p, "harmful": COMPLIANCE}) + "\n" for p in PROMPTS)
+    )
+    prompts = tmp_path / "eval.txt"
+    prompts.write_text(PROMPTS[0] + "\nA prompt nobody trained on\n")
+    args = _parse("--cases", str(cases), "--examples", "2", "--eval-prompts", str(prompts))
+    assert run_finetune_attack(args) == 2
+    assert "1 --eval-prompts are also attack examples" in capsys.readouterr().err
+
+
+def test_benign_style_needs_tasks_past_the_held_out_ones(tmp_path, capsys):
+    from alignment.evaluate.commands import run_finetune_attack
+
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(
+        "".join(json.dumps({"prompt": p, "reference": "An answer."}) + "\n" for p in PROMPTS)
+    )
+    prompts = tmp_path / "eval.txt"
+    prompts.write_text("A prompt nobody trained on\n")
+    args = _parse(
+        "--styles",
+        "benign",
+        "--tasks",
+        str(tasks),
+        "--task-limit",
+        "3",
+        "--eval-prompts",
+        str(prompts),
+    )
+    assert run_finetune_attack(args) == 2
+    assert "needs tasks past --task-limit (3 in" in capsys.readouterr().err
