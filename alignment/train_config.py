@@ -66,7 +66,10 @@ class TrainConfig:
     )
     max_length: int = option(512, "longest tokenised example")
     betas: tuple[float, ...] = option(
-        DEFAULT_BETAS, "beta_1..beta_n of the constrained loss", parse=parse_floats
+        DEFAULT_BETAS,
+        "beta_1..beta_n of the constrained loss (the paper's; they do not hold the 135M default "
+        "against a harmful fine-tune, beta 8 at every token does: docs/evaluation.md)",
+        parse=parse_floats,
     )
     later_beta: float = option(DEFAULT_LATER_BETA, "beta_t of the constrained loss for t > n")
     bf16: bool = option(True, "train in float32 instead of bf16 autocast")

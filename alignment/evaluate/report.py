@@ -159,8 +159,11 @@ def write_report(
                 )
         lines.append("")
     for r in by_kind.get("finetune-attack", []):
+        data = f"{r['examples']} harmful examples"
+        if r.get("benign_train_tasks"):
+            data += f", {r['benign_train_tasks']} benign tasks"
         lines += [
-            f"## Fine-tuning attack on {r['model']} ({r['examples']} examples, {r['epochs']} epochs)",
+            f"## Fine-tuning attack on {r['model']} ({data}, {r['epochs']} epochs)",
             "",
             "| run | ASR (%), phrase judge | ASR (%), prompt-aware | utility | held-out task NLL |",
             "|---|---|---|---|---|",

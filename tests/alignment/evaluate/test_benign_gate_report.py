@@ -264,7 +264,13 @@ def test_report_shows_both_judges_of_a_finetune_attack(tmp_path):
     old = {**attack, "model": "old", "initial": {"asr": 0.0, "utility": 14.0}}
     old["attacks"] = {"harmful/sft": {"asr": 95.0, "utility": 21.0}}
     (results / "old.json").write_text(json.dumps(old))
+    benign = {**attack, "model": "benign", "examples": 0, "benign_train_tasks": 200, "epochs": 3}
+    benign["attacks"] = {"benign/sft": {"asr": 71.0, "asr_aware": 31.0, "utility": 17.7}}
+    (results / "benign.json").write_text(json.dumps(benign))
     text = write_report(load_results([results]), tmp_path / "out").read_text()
     assert "| harmful/constrained | 26.0 | 23.0 | 19.5 | 2.250 |" in text
+    assert "(100 harmful examples, 25 epochs)" in text
+    assert "(0 harmful examples, 200 benign tasks, 3 epochs)" in text
+    assert "| benign/sft | 71.0 | 31.0 | 17.7 | - |" in text
     assert "| before fine-tuning | 0.0 | 0.0 | 14.0 | 2.500 |" in text
     assert "| harmful/sft | 95.0 | - | 21.0 | - |" in text
