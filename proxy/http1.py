@@ -55,6 +55,11 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.counted = True  # in the pool's count of open connections
+        # The read timeout: one timer per connection, re-armed only when it comes due while a
+        # read is still waiting (a streamed answer waits once per token; a timer armed and
+        # cancelled per wait was a visible share of the per-chunk cost).
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._waiting_since: float | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -109,6 +114,7 @@ class Connection(asyncio.Protocol):
         self._pool.forget(self)
         if self._drain_timer is not None:
             self._drain_timer.cancel()
+        self._stop_read_timer()
         if self._parser is not None and not self.complete and self._error is None:
             if self.headers_done and not self._framed and exc is None:
                 self.complete = True  # an EOF-delimited body ends here
@@ -159,12 +165,36 @@ class Connection(asyncio.Protocol):
 
     async def _wait(self) -> None:
         waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(self._pool.read_timeout_s, _expire, waiter)
+        self._waiting_since = since = self._loop.time()
+        if self._read_timer is None:
+            self._read_timer = self._loop.call_at(
+                since + self._pool.read_timeout_s, self._check_read
+            )
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
+            self._waiting_since = None
+
+    def _check_read(self) -> None:
+        """The read timer came due: expire the wait under way if it has lasted read_timeout,
+        else wait for it to; with no wait under way the next one arms the timer again."""
+        self._read_timer = None
+        since = self._waiting_since
+        if since is None:
+            return
+        due = since + self._pool.read_timeout_s
+        if due > self._loop.time():
+            self._read_timer = self._loop.call_at(due, self._check_read)
+            return
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ReadTimeout())
+
+    def _stop_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
 
     async def read_head(self) -> int:
         """Wait for the status line and headers; returns the status code."""
@@ -237,6 +267,7 @@ class Connection(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
+        self._stop_read_timer()
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()
@@ -273,11 +304,6 @@ class Response:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-
-
-def _expire(waiter: asyncio.Future) -> None:
-    if not waiter.done():
-        waiter.set_exception(ReadTimeout())
 
 
 class Pool:

@@ -404,6 +404,40 @@ def test_http1_turns_broken_answers_into_errors(answer, error):
         asyncio.run(run())
 
 
+def test_http1_read_timeout_counts_each_silence_not_the_whole_body():
+    # A body that trickles in for three read timeouts, each gap well under one, is read to its
+    # end; the silence after the last byte still times out after about one read timeout (the
+    # timer is armed once and re-checked, not armed per read).
+    async def handler(server, reader, writer, n):
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n")
+        for _ in range(9):
+            writer.write(b"ab")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3)
+
+    async def run():
+        async with ScriptedServer(handler) as url:
+            pool = pool_for(url, read_timeout_s=0.3)
+            try:
+                response = await pool.request(REQUEST)
+                got = b""
+                started = time.monotonic()
+                with pytest.raises(http1.ReadTimeout):
+                    while (piece := await response.read_body()) is not None:
+                        got += piece
+                        stalled_from = time.monotonic()
+                return got, time.monotonic() - started, time.monotonic() - stalled_from
+            finally:
+                pool.close()
+
+    got, total_s, silence_s = asyncio.run(run())
+    assert got == b"ab" * 9
+    assert total_s > 0.6  # longer than one read timeout in all
+    assert 0.2 < silence_s < 1.5  # the last silence timed out after about one
+
+
 def test_http1_skips_informational_answers_and_refuses_a_huge_head():
     async def handler(server, reader, writer, n):
         await server.read_request(reader)
