@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -291,6 +292,17 @@ def pool_for(url: str, read_timeout_s: float = 2.0) -> http1.Pool:
     return http1.Pool(url, connect_timeout_s=1.0, read_timeout_s=read_timeout_s, max_connections=4)
 
 
+@asynccontextmanager
+async def scripted_response(handler, read_timeout_s: float):
+    """The response to REQUEST from a scripted server, through a pool closed on the way out."""
+    async with ScriptedServer(handler) as url:
+        pool = pool_for(url, read_timeout_s=read_timeout_s)
+        try:
+            yield await pool.request(REQUEST)
+        finally:
+            pool.close()
+
+
 REQUEST = b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\n\r\n{}"
 
 
@@ -392,13 +404,8 @@ def test_http1_turns_broken_answers_into_errors(answer, error):
             await asyncio.sleep(2)
 
     async def run():
-        async with ScriptedServer(handler) as url:
-            pool = pool_for(url, read_timeout_s=0.3)
-            try:
-                response = await pool.request(REQUEST)
-                await read_everything(response)
-            finally:
-                pool.close()
+        async with scripted_response(handler, read_timeout_s=0.3) as response:
+            await read_everything(response)
 
     with pytest.raises(error):
         asyncio.run(run())
@@ -418,19 +425,14 @@ def test_http1_read_timeout_counts_each_silence_not_the_whole_body():
         await asyncio.sleep(3)
 
     async def run():
-        async with ScriptedServer(handler) as url:
-            pool = pool_for(url, read_timeout_s=0.3)
-            try:
-                response = await pool.request(REQUEST)
-                got = b""
-                started = time.monotonic()
-                with pytest.raises(http1.ReadTimeout):
-                    while (piece := await response.read_body()) is not None:
-                        got += piece
-                        stalled_from = time.monotonic()
-                return got, time.monotonic() - started, time.monotonic() - stalled_from
-            finally:
-                pool.close()
+        async with scripted_response(handler, read_timeout_s=0.3) as response:
+            got = b""
+            started = time.monotonic()
+            with pytest.raises(http1.ReadTimeout):
+                while (piece := await response.read_body()) is not None:
+                    got += piece
+                    stalled_from = time.monotonic()
+            return got, time.monotonic() - started, time.monotonic() - stalled_from
 
     got, total_s, silence_s = asyncio.run(run())
     assert got == b"ab" * 9
