@@ -9,6 +9,7 @@ and the median latency, so a performance edit is judged by paired rounds.
 
 Run: .venv/bin/python bench/proxy_bench_ab.py proxy/upstream.py [--rev HEAD] [--stream]
         [--concurrency 8] [--requests 400] [--rounds 6] [--token-interval-ms 10]
+     .venv/bin/python bench/proxy_bench_ab.py --whole --rev 57972e8 ...   # the whole package then
 """
 
 from __future__ import annotations
@@ -33,21 +34,15 @@ BENCH = Path(__file__).resolve().parent
 
 def start_proxy(name: str, tree: Path, upstream_url: str, log_dir: Path) -> Service:
     port = free_port()
+    cmd = [sys.executable, "-m", "proxy.cli", "serve", "--upstream", upstream_url]
+    cmd += ["--port", str(port)]
+    # Revisions before `--workers` existed ran one process anyway.
+    if '"--workers"' in (tree / "proxy" / "serve_cli.py").read_text():
+        cmd += ["--workers", "1"]
     # PYTHONPATH puts the given tree's `proxy` package ahead of the editable install.
     service = Service(
         name,
-        [
-            sys.executable,
-            "-m",
-            "proxy.cli",
-            "serve",
-            "--upstream",
-            upstream_url,
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
+        cmd,
         port,
         "/readyz",
         log_dir,
@@ -64,8 +59,13 @@ def start_proxy(name: str, tree: Path, upstream_url: str, log_dir: Path) -> Serv
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("files", nargs="+", help="files under proxy/ that the base takes from --rev")
+    p.add_argument("files", nargs="*", help="files under proxy/ that the base takes from --rev")
     p.add_argument("--rev", default="HEAD", help="git revision the base's files come from")
+    p.add_argument(
+        "--whole",
+        action="store_true",
+        help="the base is the whole proxy/ package at --rev (how much did the path change since?)",
+    )
     p.add_argument("--stream", action="store_true")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--requests", type=int, default=400, help="per round and side")
@@ -77,13 +77,22 @@ def main(argv: list[str] | None = None) -> int:
         help="drive both sides through the paced upstream port (0: the instant one)",
     )
     args = p.parse_args(argv)
+    if bool(args.files) == args.whole:
+        p.error("name the files the base takes from --rev, or --whole for all of proxy/")
 
     with tempfile.TemporaryDirectory(prefix="proxy-ab-") as tmp:
         tmp_path = Path(tmp)
         base_tree = tmp_path / "base"
-        shutil.copytree(
-            ROOT / "proxy", base_tree / "proxy", ignore=shutil.ignore_patterns("__pycache__")
-        )
+        if args.whole:
+            base_tree.mkdir()
+            archive = subprocess.run(
+                ["git", "archive", args.rev, "proxy"], cwd=ROOT, check=True, capture_output=True
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(base_tree)], input=archive, check=True)
+        else:
+            shutil.copytree(
+                ROOT / "proxy", base_tree / "proxy", ignore=shutil.ignore_patterns("__pycache__")
+            )
         for name in args.files:
             if not name.startswith("proxy/"):
                 p.error(f"{name}: only files under proxy/ can be compared")
