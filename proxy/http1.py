@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from proxy.deadline import WaitDeadline
+
 # Pause reading from the socket when this much body is waiting for the consumer.
 HIGH_WATER_BYTES = 256 * 1024
 # A status line and headers longer than this are not a model server talking.
@@ -55,11 +57,8 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.counted = True  # in the pool's count of open connections
-        # The read timeout: one timer per connection, re-armed only when it comes due while a
-        # read is still waiting (a streamed answer waits once per token; a timer armed and
-        # cancelled per wait was a visible share of the per-chunk cost).
-        self._read_timer: asyncio.TimerHandle | None = None
-        self._waiting_since: float | None = None
+        # The read timeout, one timer for all the reads of the connection (see proxy.deadline).
+        self._read_deadline = ReadDeadline(pool.read_timeout_s)
         self._reset()
 
     def _reset(self) -> None:
@@ -114,7 +113,7 @@ class Connection(asyncio.Protocol):
         self._pool.forget(self)
         if self._drain_timer is not None:
             self._drain_timer.cancel()
-        self._stop_read_timer()
+        self._read_deadline.close()
         if self._parser is not None and not self.complete and self._error is None:
             if self.headers_done and not self._framed and exc is None:
                 self.complete = True  # an EOF-delimited body ends here
@@ -164,37 +163,13 @@ class Connection(asyncio.Protocol):
         self._wake()
 
     async def _wait(self) -> None:
-        waiter = self._waiter = self._loop.create_future()
-        self._waiting_since = since = self._loop.time()
-        if self._read_timer is None:
-            self._read_timer = self._loop.call_at(
-                since + self._pool.read_timeout_s, self._check_read
-            )
+        waiter = self._waiter = self._read_deadline.waiter = self._loop.create_future()
+        self._read_deadline.begin()
         try:
             await waiter
         finally:
             self._waiter = None
-            self._waiting_since = None
-
-    def _check_read(self) -> None:
-        """The read timer came due: expire the wait under way if it has lasted read_timeout,
-        else wait for it to; with no wait under way the next one arms the timer again."""
-        self._read_timer = None
-        since = self._waiting_since
-        if since is None:
-            return
-        due = since + self._pool.read_timeout_s
-        if due > self._loop.time():
-            self._read_timer = self._loop.call_at(due, self._check_read)
-            return
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ReadTimeout())
-
-    def _stop_read_timer(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
+            self._read_deadline.end()
 
     async def read_head(self) -> int:
         """Wait for the status line and headers; returns the status code."""
@@ -267,7 +242,7 @@ class Connection(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
-        self._stop_read_timer()
+        self._read_deadline.close()
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()
@@ -304,6 +279,20 @@ class Response:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+class ReadDeadline(WaitDeadline):
+    """The read timeout: fails the read under way (its future) once it has waited too long."""
+
+    __slots__ = ("waiter",)
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(timeout_s)
+        self.waiter: asyncio.Future | None = None
+
+    def expired(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ReadTimeout())
 
 
 class Pool:

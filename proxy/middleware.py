@@ -9,6 +9,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from proxy.deadline import WaitDeadline
 from proxy.errors import JSON, error_body
 
 
@@ -60,31 +61,23 @@ class RequestContext:
             watch.close()
 
 
-class WriteWatch:
+class WriteWatch(WaitDeadline):
     """Bounds each ASGI `send` of one response by `timeout_s` (TimeoutError past it), as
     `asyncio.timeout` around every send would, with one timer per response instead of one per
-    send: a streamed answer sends once per token, and a timer armed and cancelled per send (a
-    Timeout object, a TimerHandle, two heap operations) was a visible share of the per-chunk
-    cost. The timer checks, when due, whether a send has been waiting for `timeout_s`; if none
-    is under way it is not re-armed until the next send."""
+    send (a streamed answer sends once per token; see proxy.deadline)."""
 
-    __slots__ = ("_loop", "_timeout_s", "_since", "_task", "_cancelling", "_handle", "_fired")
+    __slots__ = ("_task", "_cancelling", "_fired")
 
     def __init__(self, timeout_s: float) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._timeout_s = timeout_s
-        self._since: float | None = None  # when the send under way began
+        super().__init__(timeout_s)
         self._task: asyncio.Task | None = None
         self._cancelling = 0
-        self._handle: asyncio.TimerHandle | None = None
         self._fired = False
 
     async def send(self, send: Send, message: Message) -> None:
-        self._since = since = self._loop.time()
+        self.begin()
         self._task = task = asyncio.current_task()
         self._cancelling = task.cancelling()
-        if self._handle is None:
-            self._handle = self._loop.call_at(since + self._timeout_s, self._check)
         try:
             await send(message)
         except asyncio.CancelledError:
@@ -94,24 +87,11 @@ class WriteWatch:
                     raise TimeoutError("the client did not read the response in time") from None
             raise
         finally:
-            self._since = None
+            self.end()
 
-    def _check(self) -> None:
-        self._handle = None
-        since = self._since
-        if since is None:
-            return
-        due = since + self._timeout_s
-        if due > self._loop.time():
-            self._handle = self._loop.call_at(due, self._check)
-            return
+    def expired(self) -> None:
         self._fired = True
         self._task.cancel()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
 
 
 def too_large(limit: int) -> JSON:
