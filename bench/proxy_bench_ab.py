@@ -34,20 +34,26 @@ BENCH = Path(__file__).resolve().parent
 
 def start_proxy(name: str, tree: Path, upstream_url: str, log_dir: Path) -> Service:
     port = free_port()
-    cmd = [sys.executable, "-m", "proxy.cli", "serve", "--upstream", upstream_url]
-    cmd += ["--port", str(port)]
-    # Revisions before `--workers` existed ran one process anyway.
-    if '"--workers"' in (tree / "proxy" / "serve_cli.py").read_text():
-        cmd += ["--workers", "1"]
     # PYTHONPATH puts the given tree's `proxy` package ahead of the editable install.
     service = Service(
         name,
-        cmd,
+        [
+            sys.executable,
+            "-m",
+            "proxy.cli",
+            "serve",
+            "--upstream",
+            upstream_url,
+            "--port",
+            str(port),
+        ],
         port,
         "/readyz",
         log_dir,
         env={
             "PYTHONPATH": str(tree),
+            # One worker (as an environment setting: revisions before `--workers` ignore it).
+            "DEEPGUARD_SERVER_WORKERS": "1",
             "DEEPGUARD_MODEL": "stub-model",
             "DEEPGUARD_SERVER_LOG_LEVEL": "warning",
         },
