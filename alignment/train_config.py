@@ -68,7 +68,8 @@ class TrainConfig:
     betas: tuple[float, ...] = option(
         DEFAULT_BETAS,
         "beta_1..beta_n of the constrained loss (the paper's; they do not hold the 135M default "
-        "against a harmful fine-tune, beta 8 at every token does: docs/evaluation.md)",
+        "against a harmful fine-tune; beta 8 at every token holds HarmBench, yet a benign "
+        "fine-tune with it still loses held-out phrasings and prefills: docs/evaluation.md)",
         parse=parse_floats,
     )
     later_beta: float = option(DEFAULT_LATER_BETA, "beta_t of the constrained loss for t > n")
