@@ -141,6 +141,7 @@ class RefusalScanner:
         "onset",
         "closed",
         "_raw_tail",
+        "_trim_at",
     )
 
     def __init__(
@@ -164,6 +165,9 @@ class RefusalScanner:
         self.onset: int | None = None
         self.closed = False
         self._raw_tail = ""  # the last characters fed, as written (for glue across pieces)
+        # Trim rarely (slicing costs a copy): once the buffer holds four look-backs more than
+        # the text a match can still need.
+        self._trim_at = 5 * lookback + SETTLE_CHARS
 
     def feed(self, piece: str) -> int | None:
         """Add the next piece; return the onset (offset in the whole text) once it is known."""
@@ -173,28 +177,36 @@ class RefusalScanner:
             self._length += len(piece)
             return self.onset
         previous = self._length
+        buf = self._buf
         # Glue is judged over the raw tail of earlier pieces plus this one ("projects" + "I can't");
         # blanks it adds inside the tail are added to the buffer too (never removed: the tail lacks
         # the context that earlier blanks may have needed). The buffer always still holds the tail.
-        tail = self._raw_tail[-len(self._buf) :] if self._buf else ""
-        blanked = _blank_glue(tail + piece)
-        n = len(tail)
-        if n and blanked[:n] != tail:
-            current = self._buf[-n:]
-            merged = "".join(
-                " " if b == " " else c for b, c in zip(blanked[:n], current, strict=False)
-            )
-            if merged != current:
-                self._buf = self._buf[:-n] + merged
-        self._raw_tail = (tail + piece)[-_GLUE_CONTEXT:]
-        self._buf += lower_same_length(blanked[n:])
-        self._length += len(piece)
+        tail = self._raw_tail[-len(buf) :] if buf else ""
+        text = tail + piece
+        self._raw_tail = text[-_GLUE_CONTEXT:]
+        if text.lower() == text:
+            # The common case, and the cheap one: no upper-case letter, so no glue (both of its
+            # forms need one) and nothing to lower-case.
+            buf += piece
+        else:
+            blanked = _blank_glue(text)
+            n = len(tail)
+            if n and blanked[:n] != tail:
+                current = buf[-n:]
+                merged = "".join(
+                    " " if b == " " else c for b, c in zip(blanked[:n], current, strict=False)
+                )
+                if merged != current:
+                    buf = buf[:-n] + merged
+            buf += lower_same_length(blanked[n:])
+        self._buf = buf
+        self._length = previous + len(piece)
         # A match not yet judged ends after `previous` minus the settle margin, so it starts at
         # most `lookback` characters before that, and it contains a keyword from there on.
         earliest = previous - self._lookback - SETTLE_CHARS
         if self._keywords is None or self._keyword_since(previous) >= max(earliest, 0):
             self._search(max(self._search_from, earliest), final=False)
-        if self.onset is None:
+        if self.onset is None and self._length - self._base >= self._trim_at:
             self._trim()
         return self.onset
 
@@ -211,6 +223,8 @@ class RefusalScanner:
     def _keyword_since(self, previous: int) -> int:
         """Scan only the new text (plus a keyword's width back) for keywords; latest start."""
         pos = max(previous - self._keyword_width + 1 - self._base, 0)
+        if self._keywords.search(self._buf, pos) is None:
+            return self._last_keyword  # the usual answer, without building an iterator
         for hit in self._keywords.finditer(self._buf, pos):
             self._last_keyword = max(self._last_keyword, self._base + hit.start())
         return self._last_keyword
@@ -238,8 +252,6 @@ class RefusalScanner:
 
     def _trim(self) -> None:
         keep_from = self._length - self._lookback - SETTLE_CHARS
-        if keep_from - self._base < 4 * self._lookback:
-            return  # trim rarely: slicing costs a copy
         if self._state_at < keep_from:
             self._state = advance(
                 self._state, self._buf[self._state_at - self._base : keep_from - self._base]
