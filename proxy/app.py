@@ -91,6 +91,9 @@ def create_app(settings: Settings) -> FastAPI:
         default_response_class=JSON,
         docs_url=None,
         redoc_url=None,
+        telemetry=None
+        if settings.server.opentelemetry
+        else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.metrics = metrics
     for router in (

@@ -43,6 +43,10 @@ class ServerSettings(BaseModel):
     # (prometheus-client multiprocess mode) and per-key limits need auth.redis_url to be exact
     # (see docs/serving.md, "Several workers").
     workers: int | None = Field(None, gt=0)
+    # FastAPI's built-in OpenTelemetry (a span, metrics and logs per request, exported where an
+    # OpenTelemetry SDK is set up). Off by default: deepguard's metrics are Prometheus, and the
+    # per-request check of the global OpenTelemetry providers alone costs ~1% proxy CPU.
+    opentelemetry: bool = False
 
 
 class UpstreamSettings(BaseModel):
