@@ -6,6 +6,8 @@ performance edits to proxy/ were measured with.
 
 Run: .venv/bin/python bench/proxy_bench_profile.py [--stream] [--concurrency 16] [--requests 2000]
          [--token-interval-ms 10]   # a paced upstream: one upstream read per chunk, as in production
+         [--pieces 1]   # one content chunk per answer: what each request costs besides its chunks
+         [--save FILE]  # the raw profile, for pstats or snakeviz
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="pace the upstream's streamed chunks (0: instant)",
     )
+    p.add_argument(
+        "--pieces",
+        type=int,
+        default=16,
+        help="content chunks per streamed answer (1 shows the per-request cost)",
+    )
+    p.add_argument("--save", type=Path, help="also write the raw profile here (pstats, snakeviz)")
     args = p.parse_args(argv)
 
     from proxy.app import create_app
@@ -54,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="proxy-profile-") as tmp:
         up_port, paced_port = free_port(), free_port()
         cmd = [sys.executable, str(BENCH / "proxy_bench_upstream.py"), "--port", str(up_port)]
+        cmd += ["--pieces", str(args.pieces)]
         if args.token_interval_ms:
             cmd += [
                 "--paced-port",
@@ -116,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         buf = io.StringIO()
         pstats.Stats(profiler, stream=buf).sort_stats(key).print_stats(args.top)
         print(buf.getvalue())
+    if args.save:
+        profiler.dump_stats(args.save)
     return 0
 
 
