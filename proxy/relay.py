@@ -23,6 +23,8 @@ from proxy.watch.quoting import blank_quotes
 # detector reads them all, in the order they stream) and its hold-back window; any other delta
 # key but `role` is dropped, so a field a new vLLM release adds cannot bypass the watch.
 TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
+# The watch's tag of each text field's pieces, built once (the relay runs once per token).
+_FIELD_TAGS = {key: (key,) for key in TEXT_FIELDS}
 
 
 @dataclass
@@ -173,7 +175,7 @@ class AnswerRelay:
                 text = delta.get(key)
                 if isinstance(text, str) and text:
                     scan = blank_quotes(text) if self._json_answer and key == "content" else text
-                    pieces.append(((key,), text, scan))
+                    pieces.append((_FIELD_TAGS[key], text, scan))
             for call in delta.get("tool_calls") or ():
                 if isinstance(call, dict):
                     pieces.append(self._tool_piece(call))
@@ -183,10 +185,16 @@ class AnswerRelay:
                 pieces.append((("content",), text, text))
         token_ids = choice.get("token_ids")
         n_tokens = len(token_ids) if isinstance(token_ids, list) else 1
+        logprobs = choice.get("logprobs")
         for i, (tag, text, scan) in enumerate(pieces):
             n = n_tokens if i == 0 else 0  # the chunk's tokens belong to its first piece
             state.pending_logprobs.append(
-                (text, self._visible_logprobs(state, choice.get("logprobs"), n) if i == 0 else None)
+                (
+                    text,
+                    self._visible_logprobs(state, logprobs, n)
+                    if i == 0 and logprobs is not None
+                    else None,
+                )
             )
             state.tokens += n
             state.text.append(text)
