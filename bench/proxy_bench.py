@@ -19,6 +19,7 @@ apart like a model server's decode steps (how a proxy runs in production). Each 
 instance for the paced port, so the two never share a process.
 
 Run: .venv/bin/python bench/proxy_bench.py [--quick] [--no-litellm] [--workers 1 2] [--write-docs]
+         [--references relay nginx]   # a bare relay and nginx beside deepguard: one hop's cost
 (`--write-docs` rewrites docs/benchmarks.md with the table; LiteLLM installs itself into
 .bench/litellm-venv on first use.)
 """
@@ -37,6 +38,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import proxy_bench_litellm as litellm  # noqa: E402
+import proxy_bench_references as references  # noqa: E402
 from proxy_bench_procs import Service  # noqa: E402
 from proxy_bench_report import render, write_docs  # noqa: E402
 
@@ -106,6 +108,29 @@ def start_services(args: argparse.Namespace, log_dir: Path) -> dict[str, Service
                     "DEEPGUARD_UPSTREAM_MAX_CONNECTIONS": "1024",
                 },
                 cwd=ROOT,
+            )
+        # The references run with as many workers as the widest deepguard column.
+        ref_workers = max(args.workers)
+        if "relay" in args.references:
+            port = free_port()
+            services["relay" + suffix] = Service(
+                "relay" + suffix,
+                references.relay_command(port, ref_workers),
+                port,
+                "/readyz",
+                log_dir,
+                env={"RELAY_UPSTREAM": upstream_url, "PYTHONPATH": str(ROOT)},
+                cwd=ROOT,
+            )
+        if "nginx" in args.references:
+            port = free_port()
+            run_dir = log_dir / f"nginx{suffix}"
+            services["nginx" + suffix] = Service(
+                "nginx" + suffix,
+                references.nginx_command(port, upstream_url, ref_workers, run_dir),
+                port,
+                "/readyz",
+                log_dir,
             )
         if not args.no_litellm:
             litellm.ensure_installed()
@@ -305,6 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         default=[1],
         help="`deepguard serve --workers` of each deepguard column (e.g. `1 2`: both, same run)",
     )
+    p.add_argument(
+        "--references",
+        nargs="*",
+        choices=("relay", "nginx"),
+        default=[],
+        help="also measure a bare uvicorn relay and/or nginx in front of the same upstream: "
+        "what one extra hop costs here (bench/proxy_bench_references.py)",
+    )
     p.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM column")
     p.add_argument("--quick", action="store_true", help="a short smoke run (numbers are rough)")
     p.add_argument("--write-docs", action="store_true", help="rewrite docs/benchmarks.md")
@@ -319,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.workers) < 1 or len(set(args.workers)) != len(args.workers):
         p.error("--workers takes distinct positive counts")
 
-    targets = ["direct", *(deepguard_target(n) for n in args.workers)]
+    targets = ["direct", *(deepguard_target(n) for n in args.workers), *args.references]
     targets += [] if args.no_litellm else ["litellm"]
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmp:

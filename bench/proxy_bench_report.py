@@ -10,7 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-LABELS = {"direct": "direct", "deepguard": "deepguard", "litellm": "LiteLLM"}
+LABELS = {
+    "direct": "direct",
+    "deepguard": "deepguard",
+    "litellm": "LiteLLM",
+    "relay": "bare relay (uvicorn)",
+    "nginx": "nginx",
+}
 PROXIES = ("deepguard", "litellm")
 
 
