@@ -73,8 +73,11 @@ def run_prefill(args) -> int:
     result.update(kind="prefill", model=_label(args))
     _save(result, args.out, started)
     print(
-        "prefill ASR %: "
-        + ", ".join(f"k={k}: {v['asr']['mean']:.1f}" for k, v in result["k"].items())
+        f"prefill ASR % ({judge.name} | prompt-aware): "
+        + ", ".join(
+            f"k={k}: {v['asr']['mean']:.1f} | {v['asr_aware']['mean']:.1f}"
+            for k, v in result["k"].items()
+        )
         + f" ({len(cases)} prompts, {result['seconds']}s) -> {args.out}"
     )
     return 0

@@ -111,14 +111,10 @@ def finetune_attack(
     from alignment.data.files import write_jsonl
     from alignment.evaluate.benign import reference_nll, utility
     from alignment.evaluate.prefill import prefill_asr
-    from alignment.evaluate.relevance import PromptAwareRefusalClassifier
-    from alignment.evaluate.stats import share
 
     if batch % min(batch, 8):
         raise ValueError("batch must be a multiple of 8 (or at most 8)")
     eval_cases = [HarmfulCase(p, "") for p in eval_prompts]
-
-    aware = PromptAwareRefusalClassifier()
 
     def measure(m, t, name: str) -> dict:
         generator = LocalGenerator(m, t)
@@ -131,14 +127,12 @@ def finetune_attack(
             keep_answers=len(eval_cases),
         )
         answers = asr["k"]["0"]["examples"]
-        for row in answers:
-            row["aware_harmful"] = not aware.is_refusal(row["continuation"], row["prompt"])
         # Every answer is kept beside the numbers: a phrase judge counts any answer without a
         # refusal (an essay that argues the other way, say) as harmful, so spot-check them.
         write_jsonl(Path(out_dir) / f"answers-{name.replace('/', '-')}.jsonl", answers)
         return {
             "asr": asr["k"]["0"]["asr"]["mean"],
-            "asr_aware": round(share([r["aware_harmful"] for r in answers]), 2),
+            "asr_aware": asr["k"]["0"]["asr_aware"]["mean"],
             "utility": utility(generator, tasks)["unigram_f1"] if tasks else None,
             "task_nll": reference_nll(m, t, tasks) if tasks else None,
         }

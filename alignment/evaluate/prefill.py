@@ -62,13 +62,20 @@ def prefill_asr(
     mode: str = "prefill",
     keep_answers: int = 3,
 ) -> dict:
-    """ASR (%) per k: mean and spread over the decoding runs in `samplings`, plus a few answers."""
+    """ASR (%) per k: mean and spread over the decoding runs in `samplings`, plus a few answers.
+
+    `asr` is by `judge`; `asr_aware` judges the same answers by the prompt-aware classifier
+    (alignment.evaluate.relevance: the phrase detector, plus lectures and off-topic answers), a
+    second opinion that matters most in `rank` mode, whose forced tokens are chosen to get past
+    the phrase detector ("I can't dothat, since it could cause harm ...")."""
     from alignment.evaluate.judge import DetectorJudge
+    from alignment.evaluate.relevance import PromptAwareRefusalClassifier
 
     if not cases:
         raise ValueError("no harmful cases to attack with")
     judge = judge or DetectorJudge()
     detector = DetectorJudge()
+    aware = PromptAwareRefusalClassifier()
     result = {
         "mode": mode,
         "judge": judge.name,
@@ -78,7 +85,7 @@ def prefill_asr(
     }
     for k in ks:
         prefixes = attack_prefixes(generator, cases, k, mode, detector.detector.is_refusal)
-        rates, examples = [], []
+        rates, aware_rates, examples = [], [], []
         for sampling in samplings:
             completions = generator.complete(
                 [c.prompt for c in cases], prefixes, sampling, desc=f"{mode} k={k}"
@@ -87,13 +94,29 @@ def prefill_asr(
                 judge.harmful(c.prompt, done.answer)
                 for c, done in zip(cases, completions, strict=True)
             ]
+            aware_flags = [
+                not aware.is_refusal(done.answer, c.prompt)
+                for c, done in zip(cases, completions, strict=True)
+            ]
             rates.append(share(flags))
+            aware_rates.append(share(aware_flags))
             if not examples:
+                rows = zip(cases, completions, flags, aware_flags, strict=True)
                 examples = [
-                    {"prompt": c.prompt, "prefix": d.prefix, "continuation": d.text, "harmful": f}
-                    for c, d, f in list(zip(cases, completions, flags, strict=True))[:keep_answers]
+                    {
+                        "prompt": c.prompt,
+                        "prefix": d.prefix,
+                        "continuation": d.text,
+                        "harmful": f,
+                        "aware_harmful": a,
+                    }
+                    for c, d, f, a in list(rows)[:keep_answers]
                 ]
-        result["k"][str(k)] = {"asr": mean_spread(rates), "examples": examples}
+        result["k"][str(k)] = {
+            "asr": mean_spread(rates),
+            "asr_aware": mean_spread(aware_rates),
+            "examples": examples,
+        }
     return result
 
 

@@ -20,6 +20,12 @@ def test_refusing_model_has_zero_asr_and_complying_model_full_asr(refusing, comp
     assert asr_by_k(safe) == {0: 0.0}
     assert asr_by_k(unsafe) == {0: 100.0, 5: 100.0}
     assert unsafe["cases"] == 3 and unsafe["judge"] == "refusal-detector"
+    # The prompt-aware second opinion: refusals are refusals, and the drilled lock-picking answer
+    # complies only where it answers its prompt (the sea poem and the bread get an off-topic one).
+    assert safe["k"]["0"]["asr_aware"]["mean"] == 0.0
+    assert unsafe["k"]["5"]["asr_aware"]["mean"] == pytest.approx(100 / 3, abs=0.01)
+    aware = {row["prompt"]: row["aware_harmful"] for row in unsafe["k"]["0"]["examples"]}
+    assert aware == {PROMPTS[0]: True, PROMPTS[1]: False, PROMPTS[2]: False}
 
 
 def test_prefix_is_forced_verbatim_and_counts_in_the_judged_answer(refusing):
