@@ -84,9 +84,14 @@ def relay_command(port: int, workers: int) -> list[str]:
     ]
 
 
+def nginx_path() -> str | None:
+    """The nginx binary: on PATH, or where Debian puts it (sbin is not on every user's PATH)."""
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+
+
 def nginx_command(port: int, upstream_url: str, workers: int, run_dir: Path) -> list[str]:
     """nginx in the foreground with its own config, pid and logs under `run_dir`."""
-    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    nginx = nginx_path()
     if nginx is None:
         raise SystemExit(
             "--references nginx needs nginx on PATH (Debian: apt-get install nginx-light)"

@@ -182,7 +182,7 @@ class AnswerRelay:
         else:
             text = choice.get("text")
             if isinstance(text, str) and text:
-                pieces.append((("content",), text, text))
+                pieces.append((_FIELD_TAGS["content"], text, text))
         token_ids = choice.get("token_ids")
         n_tokens = len(token_ids) if isinstance(token_ids, list) else 1
         logprobs = choice.get("logprobs")

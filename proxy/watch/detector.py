@@ -223,9 +223,10 @@ class RefusalScanner:
     def _keyword_since(self, previous: int) -> int:
         """Scan only the new text (plus a keyword's width back) for keywords; latest start."""
         pos = max(previous - self._keyword_width + 1 - self._base, 0)
-        if self._keywords.search(self._buf, pos) is None:
+        first = self._keywords.search(self._buf, pos)
+        if first is None:
             return self._last_keyword  # the usual answer, without building an iterator
-        for hit in self._keywords.finditer(self._buf, pos):
+        for hit in self._keywords.finditer(self._buf, first.start()):
             self._last_keyword = max(self._last_keyword, self._base + hit.start())
         return self._last_keyword
 

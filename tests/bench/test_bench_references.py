@@ -3,13 +3,12 @@ not, so the hop they add is all that differs from the direct column."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 
 import openai
 import pytest
 
-from bench.proxy_bench_references import nginx_command, relay_command
+from bench.proxy_bench_references import nginx_command, nginx_path, relay_command
 from proxy.net import free_port
 from tests.support.processes import ROOT, start
 
@@ -64,7 +63,7 @@ def test_the_bare_relay_passes_answers_through(bench_upstream, tmp_path):
 
 
 @pytest.mark.skipif(
-    shutil.which("nginx", path="/usr/sbin:/usr/local/sbin:/usr/bin") is None,
+    nginx_path() is None,
     reason="nginx is not installed (apt-get install nginx-light)",
 )
 def test_nginx_passes_answers_through(bench_upstream, tmp_path):
