@@ -10,9 +10,12 @@ import os
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from proxy.chat_service import ChatService
-from proxy.config import Settings
+from proxy.completion_lane import CompletionLane
+from proxy.config import ServerSettings, Settings
+from proxy.endpoints import CHAT, COMPLETIONS
 from proxy.error_handlers import install_error_handlers
 from proxy.errors import JSON
 from proxy.history import build_store
@@ -30,7 +33,28 @@ from proxy.watch import RefusalDetector
 log = logging.getLogger("deepguard")
 
 
-def create_app(settings: Settings) -> FastAPI:
+class GuardApp(FastAPI):
+    """FastAPI with the proxy's own outer layers: the request context (request id, body limit,
+    write timeout) around everything, then the completion lane, which serves the two completion
+    routes without FastAPI's per-request machinery (see proxy/completion_lane.py)."""
+
+    def __init__(self, server: ServerSettings, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.server_settings = server
+
+    def build_middleware_stack(self) -> ASGIApp:
+        lane = CompletionLane(
+            super().build_middleware_stack(),
+            {CHAT.route: chat.chat_completions, COMPLETIONS.route: chat.completions},
+        )
+        return RequestContext(
+            lane,
+            max_body_bytes=self.server_settings.max_body_bytes,
+            write_timeout_s=self.server_settings.write_timeout_s,
+        )
+
+
+def create_app(settings: Settings) -> GuardApp:
     metrics = Metrics()
     if not settings.auth.api_keys:
         log.warning("no API keys configured: open access (allowed on loopback only)")
@@ -84,7 +108,8 @@ def create_app(settings: Settings) -> FastAPI:
             if history is not None:
                 await history.aclose()
 
-    app = FastAPI(
+    app = GuardApp(
+        settings.server,
         title="deepguard",
         version="0.1.0",
         lifespan=lifespan,
@@ -108,9 +133,4 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.router.routes.extend(router.routes)
     install_error_handlers(app)
-    app.add_middleware(
-        RequestContext,
-        max_body_bytes=settings.server.max_body_bytes,
-        write_timeout_s=settings.server.write_timeout_s,
-    )
     return app

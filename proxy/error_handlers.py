@@ -1,5 +1,9 @@
 """Every failure becomes an OpenAI-shaped error body with the right status; nothing else (no
-traceback, no HTML) reaches a client."""
+traceback, no HTML) reaches a client.
+
+`error_response` is the one mapping from an exception to that response. FastAPI's exception
+handlers use it, and so does the completion lane (proxy/completion_lane.py), which serves the
+two completion routes outside FastAPI's exception middleware."""
 
 from __future__ import annotations
 
@@ -16,59 +20,69 @@ from proxy.upstream import UpstreamError
 log = logging.getLogger("deepguard")
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    def count(request: Request, status: int) -> None:
-        served = getattr(request.app.state, "served_model", None)
-        name = (served.name if served else None) or "unknown"
-        if request.url.path.startswith("/v1/"):
-            request.app.state.metrics.requests.labels(name, request.url.path, str(status)).inc()
-
-    @app.exception_handler(APIError)
-    async def api_error(request: Request, exc: APIError) -> JSON:
-        count(request, exc.status)
-        return JSON(exc.body(), status_code=exc.status, headers=exc.headers)
-
-    @app.exception_handler(UpstreamError)
-    async def upstream_error(request: Request, exc: UpstreamError) -> JSON:
-        return await api_error(request, own_upstream_error(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
-        if exc.status_code == 404:
-            body = error_body(
-                f"unknown path {request.url.path}", "invalid_request_error", None, "unknown_url"
-            )
-        elif exc.status_code == 405:
-            body = error_body(
-                f"method {request.method} is not allowed on {request.url.path}",
-                "invalid_request_error",
-                None,
-                "method_not_allowed",
-            )
-        else:
-            body = error_body(str(exc.detail), "invalid_request_error", None, None)
-        return JSON(body, status_code=exc.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSON:
+def error_response(request: Request, exc: Exception) -> JSON:
+    """The client's response to `exc`, counted in the request metrics like any answer."""
+    if isinstance(exc, UpstreamError):
+        exc = own_upstream_error(exc)
+    elif isinstance(exc, RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        return await api_error(
-            request,
-            APIError(400, first.get("msg", "invalid request"), param=param, code="invalid_request"),
+        exc = APIError(
+            400, first.get("msg", "invalid request"), param=param, code="invalid_request"
         )
+    if isinstance(exc, APIError):
+        _count(request, exc.status)
+        return JSON(exc.body(), status_code=exc.status, headers=exc.headers)
+    if isinstance(exc, StarletteHTTPException):
+        return JSON(_http_error_body(request, exc), status_code=exc.status_code)
+    log.error(
+        "unhandled error (request %s)",
+        request.scope.get("state", {}).get("request_id"),
+        exc_info=exc,
+    )
+    _count(request, 500)
+    return JSON(
+        error_body(
+            "internal error in the proxy; the request id is in the x-request-id header",
+            "server_error",
+            None,
+            "internal_error",
+        ),
+        status_code=500,
+    )
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSON:
-        request_id = request.scope.get("state", {}).get("request_id")
-        log.exception("unhandled error (request %s)", request_id)
-        count(request, 500)
-        return JSON(
-            error_body(
-                "internal error in the proxy; the request id is in the x-request-id header",
-                "server_error",
-                None,
-                "internal_error",
-            ),
-            status_code=500,
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def handle(request: Request, exc: Exception) -> JSON:
+        return error_response(request, exc)
+
+    for kind in (
+        APIError,
+        UpstreamError,
+        StarletteHTTPException,
+        RequestValidationError,
+        Exception,
+    ):
+        app.add_exception_handler(kind, handle)
+
+
+def _count(request: Request, status: int) -> None:
+    served = getattr(request.app.state, "served_model", None)
+    name = (served.name if served else None) or "unknown"
+    if request.url.path.startswith("/v1/"):
+        request.app.state.metrics.requests.labels(name, request.url.path, str(status)).inc()
+
+
+def _http_error_body(request: Request, exc: StarletteHTTPException) -> dict:
+    if exc.status_code == 404:
+        return error_body(
+            f"unknown path {request.url.path}", "invalid_request_error", None, "unknown_url"
         )
+    if exc.status_code == 405:
+        return error_body(
+            f"method {request.method} is not allowed on {request.url.path}",
+            "invalid_request_error",
+            None,
+            "method_not_allowed",
+        )
+    return error_body(str(exc.detail), "invalid_request_error", None, None)
