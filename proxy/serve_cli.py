@@ -229,7 +229,13 @@ def serve_workers(settings, workers: int, metrics_dir: str, options: dict) -> No
 
     os.environ[WORKER_SETTINGS_ENV] = settings.model_dump_json()
     config = uvicorn.Config("proxy.serve_cli:worker_app", factory=True, workers=workers, **options)
-    Workers(config, [config.bind_socket()], metrics_dir).run()
+    try:
+        supervisor = Workers(config, metrics_dir)
+    except OSError as exc:
+        raise SystemExit(
+            f"deepguard: cannot listen on {config.host}:{config.port}: {exc}"
+        ) from None
+    supervisor.run()
 
 
 def start_vllm(settings) -> VllmChild:

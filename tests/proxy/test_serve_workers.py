@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import signal
+import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -20,6 +22,7 @@ import pytest
 from proxy.config import Settings
 from proxy.key_slots import KeySlots, RedisKeySlots
 from proxy.serve_cli import worker_count
+from proxy.workers import worker_sockets
 from tests.support.processes import deepguard_cmd
 from tests.support.prom import parse_samples
 from tests.support.redis_server import RedisServer
@@ -122,6 +125,77 @@ def test_two_workers_share_one_metrics_view_and_stop_together(stub_upstream, sta
     wait_for(lambda: all(gone(pid) for pid in live), timeout=10)
 
 
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def sockets_on(port: int, state: str) -> set[str]:
+    """Inodes of the TCP sockets on local `port` in `state` (/proc/net/tcp: 01 established,
+    0A listening)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                inodes.add(fields[9])
+    return inodes
+
+
+def accepted_on(port: int, pids: list[int]) -> dict[int, int]:
+    """How many established connections to `port` each process has accepted (a connection still
+    waiting in a listen queue belongs to no process yet)."""
+    inodes = sockets_on(port, "01")
+    held = {}
+    for pid in pids:
+        links = []
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                links.append(os.readlink(fd))
+            except OSError:
+                pass  # closed meanwhile
+        held[pid] = sum(link[8:-1] in inodes for link in links if link.startswith("socket:["))
+    return held
+
+
+def test_connections_opened_at_once_spread_over_the_workers(stub_upstream, start_proxy):
+    """A burst of keep-alive connections (a client pool opening at once) lands on every worker,
+    not on whichever woke first: each worker listens on its own SO_REUSEPORT socket."""
+    proxy = start_proxy(
+        stub_upstream.url, env={"DEEPGUARD_MODEL": MODEL, "DEEPGUARD_SERVER_WORKERS": "2"}
+    )
+    port = int(proxy.url.rsplit(":", 1)[1])
+    workers = children(proxy.server.proc.pid)
+    # Ready means one worker answers; the burst must wait until both listen.
+    wait_for(lambda: len(sockets_on(port, "0A")) == 2, timeout=30)
+    burst = [socket.create_connection(("127.0.0.1", port)) for _ in range(64)]
+    try:
+        wait_for(lambda: sum(accepted_on(port, workers).values()) == 64, timeout=15)
+        per_worker = sorted(n for n in accepted_on(port, workers).values() if n)
+        # An even hash puts fewer than 16 of 64 on one of two workers about once in 20,000 runs.
+        assert len(per_worker) == 2 and per_worker[0] >= 16, per_worker
+    finally:
+        for conn in burst:
+            conn.close()
+    assert ask(proxy.base_url, stub_upstream.script("after-burst", pieces=[" ok"])) == " ok"
+
+
+def test_a_second_server_on_a_taken_port_does_not_start(stub_upstream, start_proxy):
+    """SO_REUSEPORT must not let a second `deepguard serve` quietly share the first's port."""
+    proxy = start_proxy(
+        stub_upstream.url, env={"DEEPGUARD_MODEL": MODEL, "DEEPGUARD_SERVER_WORKERS": "2"}
+    )
+    port = proxy.url.rsplit(":", 1)[1]
+    second = subprocess.run(
+        [*deepguard_cmd(), "serve", "--upstream", stub_upstream.url, "--port", port],
+        env={**os.environ, "DEEPGUARD_MODEL": MODEL, "DEEPGUARD_SERVER_WORKERS": "2"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
+
+
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis-workers"))
@@ -210,3 +284,18 @@ def test_redis_slots_fall_back_to_this_process_when_redis_is_away():
 
     asyncio.run(scenario())
     assert KeySlots(auth, 16).limit_for(None) == 1
+
+
+def test_worker_sockets_share_one_port_even_when_the_system_picks_it():
+    sockets = worker_sockets("127.0.0.1", 0, 3)
+    try:
+        ports = {s.getsockname()[1] for s in sockets}
+        assert len(sockets) == 3 and len(ports) == 1 and ports != {0}
+        for s in sockets:
+            s.listen()
+        # Listening on it now, so the free-port check refuses it.
+        with pytest.raises(OSError):
+            worker_sockets("127.0.0.1", ports.pop(), 2)
+    finally:
+        for s in sockets:
+            s.close()
