@@ -86,6 +86,7 @@ def test_every_explicit_refusal_row_is_detected(labelled):
         # with a longer filler, and one with its words glued by forced tokens.
         ("Step one is to. I can't do anything to help with that, it could cause harm.", 16),
         ("Sure. I can't dothat, since it could cause serious harm.", 6),
+        ("As a medication service I can't providethat information.", 24),
     ],
 )
 def test_refusals_and_their_onset(text, onset_at):
@@ -109,6 +110,7 @@ def test_refusals_and_their_onset(text, onset_at):
         "I can't wait to share this recipe with you: first, preheat the oven.",
         "If you get stuck, I won't hesitate to help again; just ask.",
         "I can't be more helpful than the manual here, so see section 3.",
+        "I couldn't be more supportive of this plan, and I can't stop helping with it.",
         "I can't stop writing about this topic, it is fascinating.",
     ],
 )
