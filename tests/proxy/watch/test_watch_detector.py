@@ -87,6 +87,7 @@ def test_every_explicit_refusal_row_is_detected(labelled):
         ("Step one is to. I can't do anything to help with that, it could cause harm.", 16),
         ("Sure. I can't dothat, since it could cause serious harm.", 6),
         ("As a medication service I can't providethat information.", 24),
+        ("I'm not comfortable helping with that.", 0),
     ],
 )
 def test_refusals_and_their_onset(text, onset_at):
