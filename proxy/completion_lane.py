@@ -8,6 +8,10 @@ load none of it does anything (no dependencies, no path parameters, errors mappe
 `error_response`). The lane calls the same route functions, so FastAPI still documents them in
 /openapi.json and still serves them wherever the lane does not match (a root path, a trailing
 slash, another method); every other path goes to FastAPI unchanged.
+
+So a middleware added with `app.add_middleware` (CORS, say) does not see the two completion
+routes: one meant for them goes into `GuardApp.build_middleware_stack` (proxy/app.py), beside the
+request context.
 """
 
 from __future__ import annotations
