@@ -61,6 +61,12 @@ class Workers(Multiprocess):
     def __init__(self, config, metrics_dir: str) -> None:
         self._unused = worker_sockets(config.host, config.port, config.workers)
         self._host, self._port = self._unused[0].getsockname()[:2]
+        # The first workers' sockets listen before any worker runs: connections that arrive
+        # while one worker is still starting wait in its queue instead of all landing on the
+        # first worker up (and staying there, on keep-alive). A replacement's socket joins only
+        # once its worker runs, so new connections never wait on a worker that is not there yet.
+        for sock in self._unused:
+            sock.listen(config.backlog)
         self._handed: list[socket.socket] = []
         super().__init__(config, [])
         self.metrics_dir = metrics_dir
