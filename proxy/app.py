@@ -15,7 +15,6 @@ from starlette.types import ASGIApp
 from proxy.chat_service import ChatService
 from proxy.completion_lane import CompletionLane
 from proxy.config import ServerSettings, Settings
-from proxy.endpoints import CHAT, COMPLETIONS
 from proxy.error_handlers import install_error_handlers
 from proxy.errors import JSON
 from proxy.history import build_store
@@ -43,10 +42,7 @@ class GuardApp(FastAPI):
         self.server_settings = server
 
     def build_middleware_stack(self) -> ASGIApp:
-        lane = CompletionLane(
-            super().build_middleware_stack(),
-            {CHAT.route: chat.chat_completions, COMPLETIONS.route: chat.completions},
-        )
+        lane = CompletionLane(super().build_middleware_stack(), chat.LANE_ROUTES)
         return RequestContext(
             lane,
             max_body_bytes=self.server_settings.max_body_bytes,

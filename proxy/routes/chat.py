@@ -87,3 +87,9 @@ async def chat_completions(request: Request) -> Response:
 @router.post(COMPLETIONS.route)
 async def completions(request: Request) -> Response:
     return await _serve(request, COMPLETIONS)
+
+
+# The completion lane (proxy/completion_lane.py) serves these exact-path POSTs itself, with the
+# same functions; the routes above keep them in /openapi.json and serve them wherever the lane
+# does not match.
+LANE_ROUTES = {CHAT.route: chat_completions, COMPLETIONS.route: completions}
