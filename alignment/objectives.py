@@ -101,3 +101,42 @@ def constrained_loss(
     beta = beta_for_positions(answer_positions(labels), betas, later_beta)
     per_token = (2.0 / beta) * F.softplus(beta * (ref - logp))
     return per_token.sum() / _normaliser(labels, num_items)
+
+
+def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sum of log p(label) over each row's answer tokens: shape [batch]."""
+    rows = answer_mask(labels).nonzero()[:, 0]
+    per_token = token_logprobs(logits, labels)
+    return per_token.new_zeros(labels.shape[0]).index_add(0, rows, per_token)
+
+
+def preference_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    pairs_per_step: int,
+    beta: float = 0.1,
+    sft_weight: float = 1.0,
+) -> torch.Tensor:
+    """DPO (Rafailov et al. 2023) on [chosen rows..., rejected rows...] (`alignment.preference`):
+
+        loss = -log sigmoid(beta * ((log pi(c) - log pi_ref(c)) - (log pi(r) - log pi_ref(r))))
+               + sft_weight * mean token NLL of the chosen answer
+
+    The second term (as in RPO, Pang et al. 2024) keeps the chosen answers likely: DPO alone can
+    lower both answers as long as the rejected one falls faster. `ref_logprobs` is laid out like
+    `labels` (cached once, as for `constrained_loss`). Summed over the micro-batch's pairs and
+    divided by `pairs_per_step`, so gradient accumulation does not change the gradient.
+    """
+    mask = answer_mask(labels)
+    rows = mask.nonzero()[:, 0]
+    policy = sequence_logprobs(logits, labels)
+    ref = ref_logprobs[:, 1:][mask].to(policy.dtype)
+    reference = policy.new_zeros(labels.shape[0]).index_add(0, rows, ref)
+    n = labels.shape[0] // 2
+    chosen, rejected = policy[:n] - reference[:n], policy[n:] - reference[n:]
+    loss = -F.logsigmoid(beta * (chosen - rejected)).sum()
+    if sft_weight:
+        lengths = mask[:n].sum(dim=1).clamp(min=1)
+        loss = loss - sft_weight * (policy[:n] / lengths).sum()
+    return loss / pairs_per_step

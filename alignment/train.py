@@ -26,8 +26,16 @@ from alignment.augment import (
     tokenize_triplet,
 )
 from alignment.data.files import read_jsonl
+from alignment.data.refusals import all_refusals
 from alignment.mixing import PadCollator, StepMixedDataset
-from alignment.objectives import constrained_loss, sft_loss
+from alignment.objectives import constrained_loss, preference_loss, sft_loss
+from alignment.preference import (
+    PreferenceCollator,
+    benign_preference,
+    harmful_preference,
+    refusal_tokens,
+    sample_answer_prefix,
+)
 from alignment.reference import compute_reference_logprobs
 from alignment.train_config import TrainConfig
 
@@ -35,10 +43,13 @@ from alignment.train_config import TrainConfig
 class AlignmentTrainer(Trainer):
     """Trainer with our loss; everything else is inherited."""
 
-    def __init__(self, *args, objective: str, betas, later_beta: float, **kwargs):
+    def __init__(self, *args, config: TrainConfig, pairs_per_step: int, **kwargs):
         super().__init__(*args, **kwargs)
-        self.objective = objective
-        self.betas, self.later_beta = tuple(betas), later_beta
+        self.objective = config.objective
+        self.betas, self.later_beta = tuple(config.betas), config.later_beta
+        self.preference_beta = config.preference_beta
+        self.preference_sft_weight = config.preference_sft_weight
+        self.pairs_per_step = pairs_per_step  # preference: the examples of one optimizer step
         self.tokens_seen = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -51,9 +62,19 @@ class AlignmentTrainer(Trainer):
             loss = constrained_loss(
                 outputs.logits, labels, ref, num_items_in_batch, self.betas, self.later_beta
             )
+        elif self.objective == "preference":
+            loss = preference_loss(
+                outputs.logits,
+                labels,
+                ref,
+                self.pairs_per_step,
+                self.preference_beta,
+                self.preference_sft_weight,
+            )
+            num_items_in_batch = self.pairs_per_step  # divided by the step's pairs (see the loss)
         else:
             loss = sft_loss(outputs.logits, labels, num_items_in_batch)
-        # Normalised by the step's answer tokens => already scaled for gradient accumulation.
+        # Normalised by the step's answer tokens (or pairs) => already scaled for gradient accumulation.
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
         if (
             num_items_in_batch is not None
@@ -122,7 +143,9 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
         return pair_example(pairs[index], max_length)
 
     build_safety, build_benign = safety, benign
-    if objective == "constrained":
+    if objective == "preference":
+        build_safety, build_benign = _preference_builders(config, tokenizer, triplets, pairs, model)
+    elif objective == "constrained":
         if model is None:
             raise ValueError(
                 "the constrained objective needs the reference model to cache its log-probs"
@@ -160,6 +183,43 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
         "benign_per_step": dataset.benign_per_step,
     }
     return dataset, summary
+
+
+def _preference_builders(config: TrainConfig, tokenizer, triplets, pairs, model):
+    """Fixed preference pairs (`alignment.preference`) with pi_ref cached for both answers.
+
+    Each example's random choices (harmful prefix, forced answer start, rejected refusal) are drawn
+    once from the seed: the reference log-probs are computed for exactly those sequences.
+    """
+    if model is None:
+        raise ValueError(
+            "the preference objective needs the reference model to cache its log-probs"
+        )
+    rng = random.Random(config.seed)
+    refusals = all_refusals()
+    length = config.preference_answer_tokens
+    fixed_safety = [
+        harmful_preference(
+            t,
+            sample_prefix_length(rng, len(t.harmful_ids), config.p_prefix, config.max_prefix),
+            length,
+        )
+        for t in triplets
+    ]
+    fixed_benign = []
+    for pair in pairs:
+        k = sample_answer_prefix(rng, len(pair.turn.answer_ids), config.p_answer_prefix)
+        refusal = refusal_tokens(
+            tokenizer, rng.choice(refusals), pair.turn.end_ids, mid_answer=k > 0
+        )
+        fixed_benign.append(benign_preference(pair, refusal, k, length))
+    sides = [e[side] for e in fixed_safety + fixed_benign for side in ("chosen", "rejected")]
+    refs = compute_reference_logprobs(
+        model, sides, tokenizer.pad_token_id, config.micro_batch, config.bf16
+    )
+    for side, ref in zip(sides, refs, strict=True):
+        side["ref_logprobs"] = ref
+    return (lambda index, rng: fixed_safety[index]), (lambda index: fixed_benign[index])
 
 
 def _apply_lora(model, config: TrainConfig):
@@ -233,12 +293,13 @@ def train(config: TrainConfig, model=None, tokenizer=None) -> dict:
         model=model,
         args=args,
         train_dataset=dataset,
-        data_collator=PadCollator(tokenizer.pad_token_id),
+        data_collator=PreferenceCollator(tokenizer.pad_token_id)
+        if config.objective == "preference"
+        else PadCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
         callbacks=[JsonLossLog(out / "train_log.json")],
-        objective=config.objective,
-        betas=config.betas,
-        later_beta=config.later_beta,
+        config=config,
+        pairs_per_step=dataset.step_size,
     )
     resume = config.resume and any(out.glob("checkpoint-*"))
     started = time.perf_counter()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from alignment.dataclass_cli import option
 
-OBJECTIVES = ("sft", "augmented", "constrained", "rto", "augmented+rto")
+OBJECTIVES = ("sft", "augmented", "constrained", "rto", "augmented+rto", "preference")
 # The paper's constrained-loss weights: beta_1..beta_5, and beta_t for t > 5.
 DEFAULT_BETAS = (0.5, 2.0, 2.0, 2.0, 2.0)
 DEFAULT_LATER_BETA = 0.1
@@ -64,6 +64,20 @@ class TrainConfig:
         "share of benign examples that follow an over-cautious opening (context only) with "
         "the helpful answer: against spurious refusals and mid-answer recovery on harmless prompts",
     )
+    preference_beta: float = option(
+        0.1, "preference: DPO's beta (how far from the starting model the preferences may go)"
+    )
+    preference_sft_weight: float = option(
+        1.0, "preference: weight of the chosen answers' cross-entropy beside the DPO loss"
+    )
+    p_answer_prefix: float = option(
+        0.3,
+        "preference: share of benign pairs whose first 5-40 answer tokens are forced, with the "
+        "rest of the answer preferred over switching to a refusal (against mid-answer recovery)",
+    )
+    preference_answer_tokens: int = option(
+        64, "preference: longest chosen or rejected answer, in tokens"
+    )
     max_length: int = option(512, "longest tokenised example")
     betas: tuple[float, ...] = option(
         DEFAULT_BETAS,
@@ -91,5 +105,8 @@ class TrainConfig:
             raise ValueError(
                 "give --triplets and/or --pairs (or --data DIR from `deepguard data build`)"
             )
-        if self.objective in ("augmented", "rto", "augmented+rto") and not self.triplets:
+        if (
+            self.objective in ("augmented", "rto", "augmented+rto", "preference")
+            and not self.triplets
+        ):
             raise ValueError(f"objective {self.objective} needs harmful triplets (--triplets)")

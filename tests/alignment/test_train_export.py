@@ -36,7 +36,7 @@ def data(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("objective", ["augmented", "constrained", "augmented+rto"])
+@pytest.mark.parametrize("objective", ["augmented", "constrained", "augmented+rto", "preference"])
 def test_train_runs_logs_losses_and_changes_weights(data, objective):
     tok = make_tokenizer("chatml")
     model = make_model(tok)

@@ -1,0 +1,97 @@
+"""Preference pairs for the `preference` objective: the same context, a chosen and a rejected answer.
+
+Supervised recipes (augmented, constrained) only raise the likelihood of the wanted answer, and the
+measured result is that harmful-request refusal and harmless-request refusal move together
+(docs/evaluation.md, recipes A-D). A preference pair also pushes the unwanted answer down, in the
+same step, for the same context, so the model is taught the contrast itself:
+
+- harmful prompt, optionally with the first k tokens of a harmful answer forced (the paper's
+  augmentation, so depth is kept): chosen = the refusal, rejected = the harmful answer's next tokens;
+- harmless prompt: chosen = the helpful answer, rejected = a refusal from the bank (over-refusal);
+- harmless prompt with the first k tokens of its helpful answer forced: chosen = the rest of the
+  answer, rejected = switching to a refusal there (the spurious mid-answer recovery the watch sees).
+
+An example is `{"chosen": ex, "rejected": ex}`, each in `alignment.augment`'s layout, and
+`PreferenceCollator` stacks a micro-batch as [chosen rows..., rejected rows...] for
+`alignment.objectives.preference_loss`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import torch
+
+from alignment.augment import TokenizedPair, TokenizedTriplet, recovery_example
+from alignment.mixing import PadCollator
+from alignment.objectives import IGNORE_INDEX
+
+# Shortest forced start of a helpful answer for a mid-answer pair: the watch's start window (a
+# refusal from token 5 on counts as recovery, docs/evaluation.md).
+MIN_ANSWER_PREFIX = 5
+MAX_ANSWER_PREFIX = 40
+# A harmful prefix leaves at least this many harmful tokens to reject.
+MIN_REJECTED = 8
+
+
+def _answer(context: list[int], answer: list[int]) -> dict:
+    return {"input_ids": context + answer, "labels": [IGNORE_INDEX] * len(context) + answer}
+
+
+def harmful_preference(triplet: TokenizedTriplet, k: int, answer_tokens: int = 64) -> dict:
+    """Prompt + k harmful tokens; chosen: the refusal, rejected: the harmful answer's next tokens."""
+    k = max(0, min(k, len(triplet.harmful_ids) - MIN_REJECTED))
+    chosen = recovery_example(triplet, k)
+    context = triplet.refusal.prompt_ids + triplet.harmful_ids[:k]
+    chosen_answer = chosen["input_ids"][len(context) :][:answer_tokens]
+    rejected_answer = triplet.harmful_ids[k : k + answer_tokens]
+    return {
+        "chosen": _answer(context, chosen_answer),
+        "rejected": _answer(context, rejected_answer),
+    }
+
+
+def benign_preference(
+    pair: TokenizedPair, refusal_ids: list[int], k: int = 0, answer_tokens: int = 64
+) -> dict:
+    """Prompt + k helpful tokens; chosen: the rest of the answer, rejected: a refusal instead.
+
+    `refusal_ids` is the refusal as the model would write it at that point: with its end-of-turn,
+    and with a leading space when k > 0 (see `refusal_tokens`).
+    """
+    turn = pair.turn
+    answer = turn.answer_ids + turn.end_ids
+    k = max(0, min(k, len(turn.answer_ids) - 1))
+    context = turn.prompt_ids + turn.answer_ids[:k]
+    return {
+        "chosen": _answer(context, answer[k:][:answer_tokens]),
+        "rejected": _answer(context, refusal_ids[:answer_tokens]),
+    }
+
+
+def sample_answer_prefix(rng: random.Random, answer_len: int, p_answer_prefix: float) -> int:
+    """k for a benign pair: 0 w.p. 1 - p, else U{5 .. min(40, answer_len - 4)} (0 if too short)."""
+    if not 0.0 <= p_answer_prefix <= 1.0:
+        raise ValueError(f"p_answer_prefix must be in [0, 1], got {p_answer_prefix}")
+    upper = min(MAX_ANSWER_PREFIX, answer_len - 4)
+    if upper < MIN_ANSWER_PREFIX or rng.random() >= p_answer_prefix:
+        return 0
+    return rng.randint(MIN_ANSWER_PREFIX, upper)
+
+
+def refusal_tokens(tokenizer, refusal: str, end_ids: list[int], mid_answer: bool) -> list[int]:
+    """A bank refusal as answer tokens: the whole answer, or a switch in the middle of one."""
+    from alignment.chat import encode_text
+
+    return encode_text(tokenizer, (" " if mid_answer else "") + refusal) + end_ids
+
+
+class PreferenceCollator:
+    """Pads a micro-batch of preference examples as one batch: chosen rows first, then rejected."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad = PadCollator(pad_token_id)
+
+    def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
+        return self.pad([e["chosen"] for e in examples] + [e["rejected"] for e in examples])

@@ -1,0 +1,186 @@
+"""Preference pairs (alignment/preference.py) and the DPO loss (alignment/objectives.py)."""
+
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tiny import make_model, make_tokenizer
+
+from alignment.augment import tokenize_pair, tokenize_triplet
+from alignment.chat import encode_text
+from alignment.objectives import IGNORE_INDEX, preference_loss, sequence_logprobs
+from alignment.preference import (
+    MIN_REJECTED,
+    PreferenceCollator,
+    benign_preference,
+    harmful_preference,
+    refusal_tokens,
+    sample_answer_prefix,
+)
+from alignment.reference import compute_reference_logprobs
+
+HARMFUL = "Sure, here is how to pick a lock: first insert the tension wrench into the keyway"
+ANSWER = "Bread needs flour, water, salt and yeast; knead it, let it rise, then bake it hot."
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return make_tokenizer("chatml")
+
+
+def _answer(example):
+    return [
+        t
+        for t, label in zip(example["input_ids"], example["labels"], strict=True)
+        if label != IGNORE_INDEX
+    ]
+
+
+def _context(example):
+    return [
+        t
+        for t, label in zip(example["input_ids"], example["labels"], strict=True)
+        if label == IGNORE_INDEX
+    ]
+
+
+def test_harmful_pair_shares_the_forced_prefix_and_rejects_the_harm_that_follows(tok):
+    triplet = tokenize_triplet(tok, "Pick a lock", HARMFUL, "I cannot help with that.")
+    pair = harmful_preference(triplet, k=4)
+    context = triplet.refusal.prompt_ids + triplet.harmful_ids[:4]
+    assert _context(pair["chosen"]) == context == _context(pair["rejected"])
+    assert _answer(pair["chosen"]) == triplet.refusal.answer_ids + triplet.refusal.end_ids
+    assert _answer(pair["rejected"]) == triplet.harmful_ids[4:]
+
+
+def test_harmful_prefix_always_leaves_harm_to_reject(tok):
+    triplet = tokenize_triplet(tok, "Pick a lock", HARMFUL, "I cannot help with that.")
+    pair = harmful_preference(triplet, k=10_000)
+    assert len(_answer(pair["rejected"])) == MIN_REJECTED
+    assert _answer(pair["rejected"]) == triplet.harmful_ids[-MIN_REJECTED:]
+
+
+def test_answers_are_cut_to_the_token_budget(tok):
+    triplet = tokenize_triplet(tok, "Pick a lock", HARMFUL, "I cannot help with that, sorry.")
+    pair = harmful_preference(triplet, k=0, answer_tokens=3)
+    assert len(_answer(pair["chosen"])) == 3 == len(_answer(pair["rejected"]))
+
+
+def test_benign_pair_prefers_the_answer_over_a_refusal(tok):
+    pair = tokenize_pair(tok, "How do I bake bread?", ANSWER)
+    refusal = refusal_tokens(tok, "I can't help with that.", pair.turn.end_ids, mid_answer=False)
+    example = benign_preference(pair, refusal)
+    assert _context(example["chosen"]) == pair.turn.prompt_ids == _context(example["rejected"])
+    assert _answer(example["chosen"]) == pair.turn.answer_ids + pair.turn.end_ids
+    assert _answer(example["rejected"]) == refusal
+    assert refusal[-len(pair.turn.end_ids) :] == pair.turn.end_ids
+
+
+def test_mid_answer_pair_rejects_switching_to_a_refusal(tok):
+    pair = tokenize_pair(tok, "How do I bake bread?", ANSWER)
+    refusal = refusal_tokens(tok, "I can't help with that.", pair.turn.end_ids, mid_answer=True)
+    assert refusal[: -len(pair.turn.end_ids)] == encode_text(tok, " I can't help with that.")
+    example = benign_preference(pair, refusal, k=6)
+    assert _context(example["chosen"]) == pair.turn.prompt_ids + pair.turn.answer_ids[:6]
+    assert _answer(example["chosen"]) == pair.turn.answer_ids[6:] + pair.turn.end_ids
+    assert _answer(example["rejected"]) == refusal
+
+
+def test_answer_prefix_is_in_the_watch_window_or_absent():
+    rng = random.Random(0)
+    drawn = [sample_answer_prefix(rng, 100, 0.5) for _ in range(400)]
+    assert 150 < drawn.count(0) < 250
+    assert all(k == 0 or 5 <= k <= 40 for k in drawn)
+    assert sample_answer_prefix(rng, 8, 1.0) == 0  # too short to force a start and go on
+    assert all(sample_answer_prefix(rng, 100, 0.0) == 0 for _ in range(50))
+    with pytest.raises(ValueError, match="p_answer_prefix"):
+        sample_answer_prefix(rng, 100, 1.5)
+
+
+@pytest.fixture(scope="module")
+def batch(tok):
+    triplet = tokenize_triplet(tok, "Pick a lock", HARMFUL, "I cannot help with that.")
+    pair = tokenize_pair(tok, "How do I bake bread?", ANSWER)
+    refusal = refusal_tokens(tok, "I can't help with that.", pair.turn.end_ids, mid_answer=False)
+    examples = [harmful_preference(triplet, k=3), benign_preference(pair, refusal)]
+    model = make_model(tok)
+    sides = [e[s] for e in examples for s in ("chosen", "rejected")]
+    for side, ref in zip(
+        sides, compute_reference_logprobs(model, sides, tok.pad_token_id), strict=True
+    ):
+        side["ref_logprobs"] = ref
+    return model, PreferenceCollator(tok.pad_token_id)(examples), examples
+
+
+def test_collator_puts_chosen_rows_before_rejected_rows(batch):
+    _, collated, examples = batch
+    assert collated["input_ids"].shape[0] == 4
+    for row, side in enumerate(
+        [examples[0]["chosen"], examples[1]["chosen"], examples[0]["rejected"]]
+    ):
+        n = len(side["input_ids"])
+        assert collated["input_ids"][row, :n].tolist() == side["input_ids"]
+
+
+def test_at_the_reference_the_dpo_term_is_log_two_per_pair(batch):
+    model, collated, _ = batch
+    with torch.no_grad():
+        logits = model(
+            input_ids=collated["input_ids"], attention_mask=collated["attention_mask"]
+        ).logits
+    loss = preference_loss(
+        logits, collated["labels"], collated["ref_logprobs"], pairs_per_step=2, sft_weight=0.0
+    )
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-4)
+
+
+def test_sft_term_is_the_chosen_answers_mean_token_nll(batch):
+    model, collated, _ = batch
+    with torch.no_grad():
+        logits = model(
+            input_ids=collated["input_ids"], attention_mask=collated["attention_mask"]
+        ).logits
+    labels, ref = collated["labels"], collated["ref_logprobs"]
+    with_sft = preference_loss(logits, labels, ref, pairs_per_step=2, sft_weight=1.0)
+    without = preference_loss(logits, labels, ref, pairs_per_step=2, sft_weight=0.0)
+    nll = [
+        F.cross_entropy(logits[i, :-1], labels[i, 1:], ignore_index=IGNORE_INDEX) for i in (0, 1)
+    ]
+    assert (with_sft - without).item() == pytest.approx(sum(nll).item() / 2, abs=1e-4)
+
+
+def test_micro_batches_add_up_to_the_whole_step(batch):
+    model, collated, _ = batch
+    with torch.no_grad():
+        logits = model(
+            input_ids=collated["input_ids"], attention_mask=collated["attention_mask"]
+        ).logits
+    labels, ref = collated["labels"], collated["ref_logprobs"]
+    whole = preference_loss(logits, labels, ref, pairs_per_step=2)
+    split = sum(
+        preference_loss(logits[[i, i + 2]], labels[[i, i + 2]], ref[[i, i + 2]], pairs_per_step=2)
+        for i in (0, 1)
+    )
+    assert split.item() == pytest.approx(whole.item(), abs=1e-5)
+
+
+def test_a_gradient_step_widens_the_margin(tok, batch):
+    _, collated, _ = batch
+    model = make_model(tok)  # same seed as the reference model
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    labels, ref = collated["labels"], collated["ref_logprobs"]
+
+    def margins():
+        logits = model(
+            input_ids=collated["input_ids"], attention_mask=collated["attention_mask"]
+        ).logits
+        seq = sequence_logprobs(logits, labels)
+        return seq[:2] - seq[2:], logits
+
+    before, logits = margins()
+    preference_loss(logits, labels, ref, pairs_per_step=2, sft_weight=0.0).backward()
+    optimizer.step()
+    after, _ = margins()
+    assert (after > before.detach()).all()
