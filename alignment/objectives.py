@@ -19,6 +19,8 @@ Objectives (see docs/alignment.md for the recipes):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -110,14 +112,23 @@ def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return per_token.new_zeros(labels.shape[0]).index_add(0, rows, per_token)
 
 
-def preference_loss(
+@dataclass(frozen=True)
+class PreferenceTerms:
+    """The preference loss of a micro-batch and each pair's implicit rewards (for the logs)."""
+
+    loss: torch.Tensor
+    chosen_rewards: torch.Tensor  # beta * (log pi(c) - log pi_ref(c)), one per pair, detached
+    rejected_rewards: torch.Tensor
+
+
+def preference_terms(
     logits: torch.Tensor,
     labels: torch.Tensor,
     ref_logprobs: torch.Tensor,
     pairs_per_step: int,
     beta: float = 0.1,
     sft_weight: float = 1.0,
-) -> torch.Tensor:
+) -> PreferenceTerms:
     """DPO (Rafailov et al. 2023) on [chosen rows..., rejected rows...] (`alignment.preference`):
 
         loss = -log sigmoid(beta * ((log pi(c) - log pi_ref(c)) - (log pi(r) - log pi_ref(r))))
@@ -134,9 +145,22 @@ def preference_loss(
     ref = ref_logprobs[:, 1:][mask].to(policy.dtype)
     reference = policy.new_zeros(labels.shape[0]).index_add(0, rows, ref)
     n = labels.shape[0] // 2
-    chosen, rejected = policy[:n] - reference[:n], policy[n:] - reference[n:]
-    loss = -F.logsigmoid(beta * (chosen - rejected)).sum()
+    chosen = beta * (policy[:n] - reference[:n])
+    rejected = beta * (policy[n:] - reference[n:])
+    loss = -F.logsigmoid(chosen - rejected).sum()
     if sft_weight:
         lengths = mask[:n].sum(dim=1).clamp(min=1)
         loss = loss - sft_weight * (policy[:n] / lengths).sum()
-    return loss / pairs_per_step
+    return PreferenceTerms(loss / pairs_per_step, chosen.detach(), rejected.detach())
+
+
+def preference_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    pairs_per_step: int,
+    beta: float = 0.1,
+    sft_weight: float = 1.0,
+) -> torch.Tensor:
+    """The loss of `preference_terms` alone."""
+    return preference_terms(logits, labels, ref_logprobs, pairs_per_step, beta, sft_weight).loss

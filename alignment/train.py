@@ -28,7 +28,7 @@ from alignment.augment import (
 from alignment.data.files import read_jsonl
 from alignment.data.refusals import all_refusals
 from alignment.mixing import PadCollator, StepMixedDataset
-from alignment.objectives import constrained_loss, preference_loss, sft_loss
+from alignment.objectives import constrained_loss, preference_terms, sft_loss
 from alignment.preference import (
     PreferenceCollator,
     benign_preference,
@@ -50,7 +50,12 @@ class AlignmentTrainer(Trainer):
         self.preference_beta = config.preference_beta
         self.preference_sft_weight = config.preference_sft_weight
         self.pairs_per_step = pairs_per_step  # preference: the examples of one optimizer step
+        self.reward_log = RewardLog()
         self.tokens_seen = 0
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        """Adds the preference rewards since the last log line (as TRL's DPO trainer names them)."""
+        super().log({**logs, **self.reward_log.pop()}, *args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
@@ -63,7 +68,7 @@ class AlignmentTrainer(Trainer):
                 outputs.logits, labels, ref, num_items_in_batch, self.betas, self.later_beta
             )
         elif self.objective == "preference":
-            loss = preference_loss(
+            terms = preference_terms(
                 outputs.logits,
                 labels,
                 ref,
@@ -71,7 +76,10 @@ class AlignmentTrainer(Trainer):
                 self.preference_beta,
                 self.preference_sft_weight,
             )
+            loss = terms.loss
             num_items_in_batch = self.pairs_per_step  # divided by the step's pairs (see the loss)
+            if model.training:
+                self.reward_log.add(terms.chosen_rewards, terms.rejected_rewards)
         else:
             loss = sft_loss(outputs.logits, labels, num_items_in_batch)
         # Normalised by the step's answer tokens (or pairs) => already scaled for gradient accumulation.
@@ -83,6 +91,30 @@ class AlignmentTrainer(Trainer):
         ):
             loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
         return (loss, outputs) if return_outputs else loss
+
+
+class RewardLog:
+    """Running means of the preference rewards between two log lines: is the contrast learnt?"""
+
+    def __init__(self) -> None:
+        self.chosen: list[torch.Tensor] = []
+        self.rejected: list[torch.Tensor] = []
+
+    def add(self, chosen: torch.Tensor, rejected: torch.Tensor) -> None:
+        self.chosen.append(chosen.float().cpu())
+        self.rejected.append(rejected.float().cpu())
+
+    def pop(self) -> dict[str, float]:
+        if not self.chosen:
+            return {}
+        chosen, rejected = torch.cat(self.chosen), torch.cat(self.rejected)
+        self.chosen, self.rejected = [], []
+        return {
+            "rewards/chosen": round(chosen.mean().item(), 4),
+            "rewards/rejected": round(rejected.mean().item(), 4),
+            "rewards/margins": round((chosen - rejected).mean().item(), 4),
+            "rewards/accuracies": round((chosen > rejected).float().mean().item(), 4),
+        }
 
 
 class JsonLossLog(TrainerCallback):

@@ -83,6 +83,29 @@ def test_lora_run_saves_a_merged_model(data):
     assert not any("lora" in name for name in reloaded.state_dict())
 
 
+def test_preference_run_logs_the_rewards_and_learns_the_contrast(data):
+    tok = make_tokenizer("chatml")
+    config = TrainConfig(
+        output_dir=str(data / "pref"),
+        objective="preference",
+        triplets=str(data / "triplets.jsonl"),
+        pairs=str(data / "benign.jsonl"),
+        epochs=3,
+        learning_rate=1e-2,
+        safety_per_step=2,
+        benign_per_step=2,
+        micro_batch=2,
+        bf16=False,
+        save_steps=100,
+    )
+    train(config, model=make_model(tok), tokenizer=tok)
+    steps = [e for e in json.loads((data / "pref" / "train_log.json").read_text()) if "loss" in e]
+    assert len(steps) == 12
+    # At the first step the policy is the reference: every reward is 0.
+    assert abs(steps[0]["rewards/margins"]) < 1e-3
+    assert steps[-1]["rewards/margins"] > 0.1 and steps[-1]["rewards/accuracies"] > 0.5
+
+
 def test_step_size_must_split_into_micro_batches(data):
     tok = make_tokenizer("chatml")
     config = TrainConfig(
