@@ -152,15 +152,3 @@ def preference_terms(
         lengths = mask[:n].sum(dim=1).clamp(min=1)
         loss = loss - sft_weight * (policy[:n] / lengths).sum()
     return PreferenceTerms(loss / pairs_per_step, chosen.detach(), rejected.detach())
-
-
-def preference_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    ref_logprobs: torch.Tensor,
-    pairs_per_step: int,
-    beta: float = 0.1,
-    sft_weight: float = 1.0,
-) -> torch.Tensor:
-    """The loss of `preference_terms` alone."""
-    return preference_terms(logits, labels, ref_logprobs, pairs_per_step, beta, sft_weight).loss

@@ -13,7 +13,7 @@ same step, for the same context, so the model is taught the contrast itself:
 
 An example is `{"chosen": ex, "rejected": ex}`, each in `alignment.augment`'s layout, and
 `PreferenceCollator` stacks a micro-batch as [chosen rows..., rejected rows...] for
-`alignment.objectives.preference_loss`.
+`alignment.objectives.preference_terms`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from tiny import make_model, make_tokenizer
 
 from alignment.augment import tokenize_pair, tokenize_triplet
 from alignment.chat import encode_text
-from alignment.objectives import IGNORE_INDEX, preference_loss, sequence_logprobs
+from alignment.objectives import IGNORE_INDEX, preference_terms, sequence_logprobs
 from alignment.preference import (
     MIN_REJECTED,
     PreferenceCollator,
@@ -114,6 +114,14 @@ def batch(tok):
     return model, PreferenceCollator(tok.pad_token_id)(examples), examples
 
 
+def _logits(model, collated):
+    return model(input_ids=collated["input_ids"], attention_mask=collated["attention_mask"]).logits
+
+
+def preference_loss(*args, **kwargs):
+    return preference_terms(*args, **kwargs).loss
+
+
 def test_collator_puts_chosen_rows_before_rejected_rows(batch):
     _, collated, examples = batch
     assert collated["input_ids"].shape[0] == 4
@@ -126,10 +134,7 @@ def test_collator_puts_chosen_rows_before_rejected_rows(batch):
 
 def test_at_the_reference_the_dpo_term_is_log_two_per_pair(batch):
     model, collated, _ = batch
-    with torch.no_grad():
-        logits = model(
-            input_ids=collated["input_ids"], attention_mask=collated["attention_mask"]
-        ).logits
+    logits = _logits(model, collated).detach()
     loss = preference_loss(
         logits, collated["labels"], collated["ref_logprobs"], pairs_per_step=2, sft_weight=0.0
     )
@@ -138,10 +143,7 @@ def test_at_the_reference_the_dpo_term_is_log_two_per_pair(batch):
 
 def test_sft_term_is_the_chosen_answers_mean_token_nll(batch):
     model, collated, _ = batch
-    with torch.no_grad():
-        logits = model(
-            input_ids=collated["input_ids"], attention_mask=collated["attention_mask"]
-        ).logits
+    logits = _logits(model, collated).detach()
     labels, ref = collated["labels"], collated["ref_logprobs"]
     with_sft = preference_loss(logits, labels, ref, pairs_per_step=2, sft_weight=1.0)
     without = preference_loss(logits, labels, ref, pairs_per_step=2, sft_weight=0.0)
@@ -153,10 +155,7 @@ def test_sft_term_is_the_chosen_answers_mean_token_nll(batch):
 
 def test_micro_batches_add_up_to_the_whole_step(batch):
     model, collated, _ = batch
-    with torch.no_grad():
-        logits = model(
-            input_ids=collated["input_ids"], attention_mask=collated["attention_mask"]
-        ).logits
+    logits = _logits(model, collated).detach()
     labels, ref = collated["labels"], collated["ref_logprobs"]
     whole = preference_loss(logits, labels, ref, pairs_per_step=2)
     split = sum(
@@ -173,9 +172,7 @@ def test_a_gradient_step_widens_the_margin(tok, batch):
     labels, ref = collated["labels"], collated["ref_logprobs"]
 
     def margins():
-        logits = model(
-            input_ids=collated["input_ids"], attention_mask=collated["attention_mask"]
-        ).logits
+        logits = _logits(model, collated)
         seq = sequence_logprobs(logits, labels)
         return seq[:2] - seq[2:], logits
 
