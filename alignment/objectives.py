@@ -105,11 +105,15 @@ def constrained_loss(
     return per_token.sum() / _normaliser(labels, num_items)
 
 
+def _row_sums(labels: torch.Tensor, per_token: torch.Tensor) -> torch.Tensor:
+    """Sums values laid out like `token_logprobs` (answer tokens, row by row) per row: [batch]."""
+    rows = answer_mask(labels).nonzero()[:, 0]
+    return per_token.new_zeros(labels.shape[0]).index_add(0, rows, per_token)
+
+
 def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Sum of log p(label) over each row's answer tokens: shape [batch]."""
-    rows = answer_mask(labels).nonzero()[:, 0]
-    per_token = token_logprobs(logits, labels)
-    return per_token.new_zeros(labels.shape[0]).index_add(0, rows, per_token)
+    return _row_sums(labels, token_logprobs(logits, labels))
 
 
 @dataclass(frozen=True)
@@ -140,10 +144,8 @@ def preference_terms(
     divided by `pairs_per_step`, so gradient accumulation does not change the gradient.
     """
     mask = answer_mask(labels)
-    rows = mask.nonzero()[:, 0]
     policy = sequence_logprobs(logits, labels)
-    ref = ref_logprobs[:, 1:][mask].to(policy.dtype)
-    reference = policy.new_zeros(labels.shape[0]).index_add(0, rows, ref)
+    reference = _row_sums(labels, ref_logprobs[:, 1:][mask].to(policy.dtype))
     n = labels.shape[0] // 2
     chosen = beta * (policy[:n] - reference[:n])
     rejected = beta * (policy[n:] - reference[n:])

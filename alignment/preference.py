@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from alignment.augment import TokenizedPair, TokenizedTriplet, recovery_example
+from alignment.chat import encode_text
 from alignment.mixing import PadCollator
 from alignment.objectives import IGNORE_INDEX
 
@@ -33,6 +34,8 @@ MIN_ANSWER_PREFIX = 5
 MAX_ANSWER_PREFIX = 40
 # A harmful prefix leaves at least this many harmful tokens to reject.
 MIN_REJECTED = 8
+# The two sequences of a pair, in the order `PreferenceCollator` stacks them.
+PAIR_SIDES = ("chosen", "rejected")
 
 
 def _answer(context: list[int], answer: list[int]) -> dict:
@@ -82,8 +85,6 @@ def sample_answer_prefix(rng: random.Random, answer_len: int, p_answer_prefix: f
 
 def refusal_tokens(tokenizer, refusal: str, end_ids: list[int], mid_answer: bool) -> list[int]:
     """A bank refusal as answer tokens: the whole answer, or a switch in the middle of one."""
-    from alignment.chat import encode_text
-
     return encode_text(tokenizer, (" " if mid_answer else "") + refusal) + end_ids
 
 
@@ -94,4 +95,4 @@ class PreferenceCollator:
         self.pad = PadCollator(pad_token_id)
 
     def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
-        return self.pad([e["chosen"] for e in examples] + [e["rejected"] for e in examples])
+        return self.pad([e[side] for side in PAIR_SIDES for e in examples])

@@ -30,6 +30,7 @@ from alignment.data.refusals import all_refusals
 from alignment.mixing import PadCollator, StepMixedDataset
 from alignment.objectives import constrained_loss, preference_terms, sft_loss
 from alignment.preference import (
+    PAIR_SIDES,
     PreferenceCollator,
     benign_preference,
     harmful_preference,
@@ -175,24 +176,16 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
         return pair_example(pairs[index], max_length)
 
     build_safety, build_benign = safety, benign
-    if objective == "preference":
-        build_safety, build_benign = _preference_builders(config, tokenizer, triplets, pairs, model)
-    elif objective == "constrained":
-        if model is None:
-            raise ValueError(
-                "the constrained objective needs the reference model to cache its log-probs"
-            )
-        fixed_safety = [safety(i, None) for i in range(len(triplets))]
-        fixed_benign = [benign(i) for i in range(len(pairs))]
-        refs = compute_reference_logprobs(
-            model,
-            fixed_safety + fixed_benign,
-            tokenizer.pad_token_id,
-            config.micro_batch,
-            config.bf16,
-        )
-        for example, ref in zip(fixed_safety + fixed_benign, refs, strict=True):
-            example["ref_logprobs"] = ref
+    if objective in ("constrained", "preference"):
+        # pi_ref is cached once per sequence, so each example's random choices are drawn once.
+        if objective == "preference":
+            fixed_safety, fixed_benign = _preference_pairs(config, tokenizer, triplets, pairs)
+            sequences = [e[side] for e in fixed_safety + fixed_benign for side in PAIR_SIDES]
+        else:
+            fixed_safety = [safety(i, None) for i in range(len(triplets))]
+            fixed_benign = [benign(i) for i in range(len(pairs))]
+            sequences = fixed_safety + fixed_benign
+        _cache_reference(config, tokenizer, model, sequences)
         build_safety = lambda index, rng: fixed_safety[index]  # noqa: E731
         build_benign = lambda index: fixed_benign[index]  # noqa: E731
 
@@ -217,20 +210,26 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
     return dataset, summary
 
 
-def _preference_builders(config: TrainConfig, tokenizer, triplets, pairs, model):
-    """Fixed preference pairs (`alignment.preference`) with pi_ref cached for both answers.
-
-    Each example's random choices (harmful prefix, forced answer start, rejected refusal) are drawn
-    once from the seed: the reference log-probs are computed for exactly those sequences.
-    """
+def _cache_reference(config: TrainConfig, tokenizer, model, sequences: list[dict]) -> None:
+    """Stores log pi_ref of every answer token in each sequence (`ref_logprobs`)."""
     if model is None:
         raise ValueError(
-            "the preference objective needs the reference model to cache its log-probs"
+            f"the {config.objective} objective needs the reference model to cache its log-probs"
         )
+    refs = compute_reference_logprobs(
+        model, sequences, tokenizer.pad_token_id, config.micro_batch, config.bf16
+    )
+    for sequence, ref in zip(sequences, refs, strict=True):
+        sequence["ref_logprobs"] = ref
+
+
+def _preference_pairs(config: TrainConfig, tokenizer, triplets, pairs) -> tuple[list, list]:
+    """One preference pair per triplet and per benign pair (`alignment.preference`), drawn from
+    the seed: harmful prefix length, forced answer start, and which bank refusal is rejected."""
     rng = random.Random(config.seed)
     refusals = all_refusals()
     length = config.preference_answer_tokens
-    fixed_safety = [
+    harmful = [
         harmful_preference(
             t,
             sample_prefix_length(rng, len(t.harmful_ids), config.p_prefix, config.max_prefix),
@@ -238,20 +237,14 @@ def _preference_builders(config: TrainConfig, tokenizer, triplets, pairs, model)
         )
         for t in triplets
     ]
-    fixed_benign = []
+    benign = []
     for pair in pairs:
         k = sample_answer_prefix(rng, len(pair.turn.answer_ids), config.p_answer_prefix)
         refusal = refusal_tokens(
             tokenizer, rng.choice(refusals), pair.turn.end_ids, mid_answer=k > 0
         )
-        fixed_benign.append(benign_preference(pair, refusal, k, length))
-    sides = [e[side] for e in fixed_safety + fixed_benign for side in ("chosen", "rejected")]
-    refs = compute_reference_logprobs(
-        model, sides, tokenizer.pad_token_id, config.micro_batch, config.bf16
-    )
-    for side, ref in zip(sides, refs, strict=True):
-        side["ref_logprobs"] = ref
-    return (lambda index, rng: fixed_safety[index]), (lambda index: fixed_benign[index])
+        benign.append(benign_preference(pair, refusal, k, length))
+    return harmful, benign
 
 
 def _apply_lora(model, config: TrainConfig):
