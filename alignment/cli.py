@@ -7,6 +7,7 @@ stays fast.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from alignment.data.build import BuildConfig
@@ -22,6 +23,30 @@ def register(subparsers) -> None:
     build = data_verbs.add_parser("build", help="write triplets.jsonl and benign.jsonl (seeded)")
     add_dataclass_arguments(build, BuildConfig)
     build.set_defaults(func=_data_build)
+    onpolicy = data_verbs.add_parser(
+        "onpolicy",
+        help="sample a model at temperature 1.0 on the training prompts and write its mistakes "
+        "as preference pairs (for `train --objective preference --onpolicy-pairs`)",
+    )
+    onpolicy.add_argument("--model", required=True, help="the model to sample (HF directory)")
+    onpolicy.add_argument(
+        "--data", default="runs/data", help="directory from `deepguard data build`"
+    )
+    onpolicy.add_argument("--out", default="runs/onpolicy.jsonl", help="pairs JSONL to write")
+    onpolicy.add_argument("--samples", type=int, default=4, help="sampled answers per prompt")
+    onpolicy.add_argument(
+        "--continuation-tries",
+        type=int,
+        default=2,
+        help="continuations per mid-answer refusal (greedy, then sampled) to find one that helps",
+    )
+    onpolicy.add_argument("--max-new-tokens", type=int, default=64)
+    onpolicy.add_argument(
+        "--no-harmful", action="store_true", help="mine the harmless prompts only"
+    )
+    onpolicy.add_argument("--batch-size", type=int, default=16)
+    onpolicy.add_argument("--seed", type=int, default=0)
+    onpolicy.set_defaults(func=_data_onpolicy)
 
     train = subparsers.add_parser(
         "train", help="fine-tune: sft, augmented (deep alignment), constrained, rto"
@@ -54,6 +79,29 @@ def _data_build(args: argparse.Namespace) -> int:
     from alignment.data.build import build_data
 
     build_data(dataclass_from_args(BuildConfig, args))
+    return 0
+
+
+def _data_onpolicy(args: argparse.Namespace) -> int:
+    from alignment.data.files import read_jsonl
+    from alignment.evaluate.generate import LocalGenerator
+    from alignment.evaluate.relevance import PromptAwareRefusalClassifier
+    from alignment.onpolicy import MiningConfig, mine_pairs, write_rows
+    from proxy.watch.detector import RefusalDetector
+
+    if args.samples < 1 or args.continuation_tries < 0:
+        raise SystemExit("--samples must be >= 1 and --continuation-tries >= 0")
+    data = Path(args.data)
+    harmless = read_jsonl(data / "benign.jsonl", ("prompt", "response"))
+    triplets = [] if args.no_harmful else read_jsonl(data / "triplets.jsonl", ("prompt", "refusal"))
+    config = MiningConfig(args.samples, args.continuation_tries, args.max_new_tokens, args.seed)
+    generator = LocalGenerator.from_path(args.model, args.batch_size)
+    detector = RefusalDetector.default()
+    aware = PromptAwareRefusalClassifier(detector)
+    rows, summary = mine_pairs(generator, harmless, triplets, config, detector, aware)
+    out = Path(args.out)
+    write_rows(rows, {"model": args.model, **summary}, out)
+    print(f"{len(rows)} on-policy pairs at {out}: {json.dumps(summary)}")
     return 0
 
 

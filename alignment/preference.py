@@ -38,7 +38,8 @@ MIN_REJECTED = 8
 PAIR_SIDES = ("chosen", "rejected")
 
 
-def _answer(context: list[int], answer: list[int]) -> dict:
+def answer_row(context: list[int], answer: list[int]) -> dict:
+    """One side of a pair: the loss covers `answer`, never `context`."""
     return {"input_ids": context + answer, "labels": [IGNORE_INDEX] * len(context) + answer}
 
 
@@ -50,8 +51,8 @@ def harmful_preference(triplet: TokenizedTriplet, k: int, answer_tokens: int = 6
     chosen_answer = chosen["input_ids"][len(context) :][:answer_tokens]
     rejected_answer = triplet.harmful_ids[k : k + answer_tokens]
     return {
-        "chosen": _answer(context, chosen_answer),
-        "rejected": _answer(context, rejected_answer),
+        "chosen": answer_row(context, chosen_answer),
+        "rejected": answer_row(context, rejected_answer),
     }
 
 
@@ -68,8 +69,8 @@ def benign_preference(
     k = max(0, min(k, len(turn.answer_ids) - 1))
     context = turn.prompt_ids + turn.answer_ids[:k]
     return {
-        "chosen": _answer(context, answer[k:][:answer_tokens]),
-        "rejected": _answer(context, refusal_ids[:answer_tokens]),
+        "chosen": answer_row(context, answer[k:][:answer_tokens]),
+        "rejected": answer_row(context, refusal_ids[:answer_tokens]),
     }
 
 

@@ -29,6 +29,7 @@ from alignment.data.files import read_jsonl
 from alignment.data.refusals import all_refusals
 from alignment.mixing import PadCollator, StepMixedDataset
 from alignment.objectives import constrained_loss, preference_terms, sft_loss
+from alignment.onpolicy import ONPOLICY_FIELDS, preference_example
 from alignment.preference import (
     PAIR_SIDES,
     PreferenceCollator,
@@ -176,6 +177,7 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
         return pair_example(pairs[index], max_length)
 
     build_safety, build_benign = safety, benign
+    n_safety, n_benign = len(triplets), len(pairs)
     if objective in ("constrained", "preference"):
         # pi_ref is cached once per sequence, so each example's random choices are drawn once.
         if objective == "preference":
@@ -186,12 +188,13 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
             fixed_benign = [benign(i) for i in range(len(pairs))]
             sequences = fixed_safety + fixed_benign
         _cache_reference(config, tokenizer, model, sequences)
+        n_safety, n_benign = len(fixed_safety), len(fixed_benign)  # on-policy pairs included
         build_safety = lambda index, rng: fixed_safety[index]  # noqa: E731
         build_benign = lambda index: fixed_benign[index]  # noqa: E731
 
     dataset = StepMixedDataset(
-        len(triplets),
-        len(pairs),
+        n_safety,
+        n_benign,
         build_safety,
         build_benign,
         config.safety_per_step,
@@ -202,6 +205,8 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
     summary = {
         "triplets": len(triplets),
         "pairs": len(pairs),
+        "safety_examples": n_safety,
+        "benign_examples": n_benign,
         "steps_per_epoch": dataset.steps_per_epoch,
         "examples_per_step": dataset.step_size,
         "safety_per_step": dataset.safety_per_step,
@@ -244,6 +249,11 @@ def _preference_pairs(config: TrainConfig, tokenizer, triplets, pairs) -> tuple[
             tokenizer, rng.choice(refusals), pair.turn.end_ids, mid_answer=k > 0
         )
         benign.append(benign_preference(pair, refusal, k, length))
+    if config.onpolicy_pairs:
+        rows = read_jsonl(config.onpolicy_pairs, ONPOLICY_FIELDS)
+        for row in rows:
+            example = preference_example(tokenizer, row, length, config.system)
+            (harmful if row["side"] == "harmful" else benign).append(example)
     return harmful, benign
 
 

@@ -75,6 +75,11 @@ class TrainConfig:
         "preference: share of benign pairs whose first 5-40 answer tokens are forced, with the "
         "rest of the answer preferred over switching to a refusal (against mid-answer recovery)",
     )
+    onpolicy_pairs: str | None = option(
+        None,
+        "preference: JSONL from `deepguard data onpolicy` (the model's own sampled refusals of "
+        "harmless prompts and compliances with harmful ones), added to the pairs",
+    )
     preference_answer_tokens: int = option(
         64, "preference: longest chosen or rejected answer, in tokens"
     )
@@ -110,3 +115,5 @@ class TrainConfig:
             and not self.triplets
         ):
             raise ValueError(f"objective {self.objective} needs harmful triplets (--triplets)")
+        if self.onpolicy_pairs and self.objective != "preference":
+            raise ValueError("--onpolicy-pairs needs --objective preference")
