@@ -4,7 +4,7 @@ switch, the rows for each kind of mistake, and training on them."""
 import json
 
 import pytest
-from tiny import make_model, make_tokenizer
+from tiny import make_model, make_tokenizer, small_run
 
 from alignment.data.files import write_jsonl
 from alignment.evaluate.generate import Completion
@@ -52,31 +52,12 @@ def test_a_refusal_counts_as_a_switch_only_after_the_watch_start_window():
         # the judge's onset is "sorry"; the lead-in "I'm" belongs to the switch
         (RECOVERED.token_texts, "1. Hiking is cheap and fun."),
         # a refusal glued to the word before it: the whole word goes to the switch
-        (
-            ("1", ".", " Cross", "-", "country", " travel", "I", " can", "'t", " help"),
-            "1. Cross-country",
-        ),
-        (
-            (
-                "1",
-                ".",
-                " DIY",
-                ":",
-                " DIY",
-                "I",
-                "'m",
-                " sorry",
-                ",",
-                " but",
-                " I",
-                " can",
-                "'t",
-                " help",
-            ),
-            "1. DIY:",
-        ),
+        (("1", ".", " Cross", "-", "country", " travel", "I", " can", "'t", " help"),
+         "1. Cross-country"),
+        (("1", ".", " DIY", ":", " DIY", "I", "'m", " sorry", ",", " but", " I", " can", "'t", " help"),
+         "1. DIY:"),
     ],
-)
+)  # fmt: skip
 def test_the_switch_starts_where_the_refusal_starts_never_inside_it(pieces, context):
     before, switch = switch_point(_sample(*pieces), DETECTOR)
     assert before == context
@@ -158,17 +139,8 @@ def test_onpolicy_pairs_join_the_preference_run_on_their_side(tmp_path):
     write_jsonl(tmp_path / "benign.jsonl", pairs)
     write_jsonl(tmp_path / "onpolicy.jsonl", mined)
     tok = make_tokenizer("chatml")
-    config = TrainConfig(
-        output_dir=str(tmp_path / "run"),
-        objective="preference",
-        triplets=str(tmp_path / "triplets.jsonl"),
-        pairs=str(tmp_path / "benign.jsonl"),
-        onpolicy_pairs=str(tmp_path / "onpolicy.jsonl"),
-        safety_per_step=2,
-        benign_per_step=2,
-        micro_batch=2,
-        epochs=1,
-        save_steps=100,
+    config = small_run(
+        tmp_path, "run", "preference", onpolicy_pairs=str(tmp_path / "onpolicy.jsonl"), epochs=1
     )
     summary = train(config, model=make_model(tok), tokenizer=tok)
     assert (summary["safety_examples"], summary["benign_examples"]) == (5, 6)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from tiny import make_model, make_tokenizer
+from tiny import make_model, make_tokenizer, small_run
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment.data.files import write_jsonl
@@ -36,28 +36,12 @@ def data(tmp_path):
     return tmp_path
 
 
-def _small_run(data, name: str, objective: str, **overrides) -> TrainConfig:
-    """Two safety and two benign examples per step, one micro-batch of two: fast and mixed."""
-    return TrainConfig(
-        output_dir=str(data / name),
-        objective=objective,
-        triplets=str(data / "triplets.jsonl"),
-        pairs=str(data / "benign.jsonl"),
-        learning_rate=1e-2,
-        safety_per_step=2,
-        benign_per_step=2,
-        micro_batch=2,
-        save_steps=100,
-        **overrides,
-    )
-
-
 @pytest.mark.parametrize("objective", ["augmented", "constrained", "augmented+rto", "preference"])
 def test_train_runs_logs_losses_and_changes_weights(data, objective):
     tok = make_tokenizer("chatml")
     model = make_model(tok)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    config = _small_run(data, "run", objective, epochs=2, bf16=True)
+    config = small_run(data, "run", objective, epochs=2, bf16=True)
     summary = train(config, model=model, tokenizer=tok)
     assert summary["optimizer_steps"] == 8  # 8 pairs / 2 per step = 4 steps per epoch, 2 epochs
     log = json.loads((data / "run" / "train_log.json").read_text())
@@ -89,7 +73,7 @@ def test_lora_run_saves_a_merged_model(data):
 
 def test_preference_run_logs_the_rewards_and_learns_the_contrast(data):
     tok = make_tokenizer("chatml")
-    config = _small_run(data, "pref", "preference", epochs=3, bf16=False)
+    config = small_run(data, "pref", "preference", epochs=3, bf16=False)
     train(config, model=make_model(tok), tokenizer=tok)
     steps = [e for e in json.loads((data / "pref" / "train_log.json").read_text()) if "loss" in e]
     assert len(steps) == 12

@@ -1,4 +1,5 @@
-"""Tiny in-process tokenizers and models for fast tests (no files, no downloads)."""
+"""Tiny in-process tokenizers and models for fast tests (no files, no downloads), and the
+smallest training run over a `triplets.jsonl` / `benign.jsonl` pair."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import functools
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from alignment.train_config import TrainConfig
 
 CONTROL_TOKENS = [
     "<pad>",
@@ -107,3 +110,19 @@ def make_model(tokenizer, seed: int = 0, layers: int = 2) -> LlamaForCausalLM:
         tie_word_embeddings=False,
     )
     return LlamaForCausalLM(config).eval()
+
+
+def small_run(data, name: str, objective: str, **overrides) -> TrainConfig:
+    """Two safety and two benign examples per step, one micro-batch of two: fast and mixed."""
+    return TrainConfig(
+        output_dir=str(data / name),
+        objective=objective,
+        triplets=str(data / "triplets.jsonl"),
+        pairs=str(data / "benign.jsonl"),
+        learning_rate=1e-2,
+        safety_per_step=2,
+        benign_per_step=2,
+        micro_batch=2,
+        save_steps=100,
+        **overrides,
+    )
