@@ -32,6 +32,7 @@ from alignment.evaluate.recovery import onset_tokens
 KINDS = ("harmless-refused", "harmless-recovered", "harmful-complied")
 # Fields that must be non-empty text; "context" is empty for a pair at the answer's first token.
 ONPOLICY_FIELDS = ("side", "prompt", "chosen", "rejected")
+ONPOLICY_SIDES = ("harmful", "harmless")
 # Words a refusal opens with before the phrase the judge recognises ("I'm | sorry, but").
 REFUSAL_LEAD_IN = re.compile(r"(?:I|I'm|I am|Sorry,?|Unfortunately,?)\s*$")
 

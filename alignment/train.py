@@ -25,11 +25,11 @@ from alignment.augment import (
     tokenize_pair,
     tokenize_triplet,
 )
-from alignment.data.files import read_jsonl
+from alignment.data.files import DataFileError, read_jsonl
 from alignment.data.refusals import all_refusals
 from alignment.mixing import PadCollator, StepMixedDataset
 from alignment.objectives import constrained_loss, preference_terms, sft_loss
-from alignment.onpolicy import ONPOLICY_FIELDS, preference_example
+from alignment.onpolicy import ONPOLICY_FIELDS, ONPOLICY_SIDES, preference_example
 from alignment.preference import (
     PAIR_SIDES,
     PreferenceCollator,
@@ -251,7 +251,12 @@ def _preference_pairs(config: TrainConfig, tokenizer, triplets, pairs) -> tuple[
         benign.append(benign_preference(pair, refusal, k, length))
     if config.onpolicy_pairs:
         rows = read_jsonl(config.onpolicy_pairs, ONPOLICY_FIELDS)
-        for row in rows:
+        for number, row in enumerate(rows, start=1):
+            if row["side"] not in ONPOLICY_SIDES:
+                raise DataFileError(
+                    f"{config.onpolicy_pairs}:{number}: side must be one of "
+                    f"{', '.join(ONPOLICY_SIDES)}, got {row['side']!r}"
+                )
             example = preference_example(tokenizer, row, length, config.system)
             (harmful if row["side"] == "harmful" else benign).append(example)
     return harmful, benign

@@ -153,3 +153,20 @@ def test_onpolicy_pairs_need_the_preference_objective():
     config = TrainConfig(objective="augmented", triplets="t.jsonl", onpolicy_pairs="o.jsonl")
     with pytest.raises(ValueError, match="--objective preference"):
         config.validate()
+
+
+def test_a_mined_row_on_an_unknown_side_is_a_clear_error(tmp_path):
+    from alignment.data.files import DataFileError
+
+    write_jsonl(tmp_path / "triplets.jsonl", [{"prompt": "p", "harmful": "h", "refusal": "No."}])
+    write_jsonl(tmp_path / "benign.jsonl", [{"prompt": "q", "response": "A."}])
+    row = {"side": "benign", "prompt": "q", "context": "", "chosen": "A.", "rejected": "No."}
+    write_jsonl(tmp_path / "onpolicy.jsonl", [row])
+    config = small_run(
+        tmp_path, "run", "preference", onpolicy_pairs=str(tmp_path / "onpolicy.jsonl")
+    )
+    tok = make_tokenizer("chatml")
+    with pytest.raises(
+        DataFileError, match="onpolicy.jsonl:1: side must be one of harmful, harmless"
+    ):
+        train(config, model=make_model(tok), tokenizer=tok)
