@@ -83,10 +83,10 @@ def _data_build(args: argparse.Namespace) -> int:
 
 
 def _data_onpolicy(args: argparse.Namespace) -> int:
-    from alignment.data.files import read_jsonl
+    from alignment.data.files import read_jsonl, write_jsonl
     from alignment.evaluate.generate import LocalGenerator
     from alignment.evaluate.relevance import PromptAwareRefusalClassifier
-    from alignment.onpolicy import MiningConfig, mine_pairs, write_rows
+    from alignment.onpolicy import MiningConfig, mine_pairs
     from proxy.watch.detector import RefusalDetector
 
     if args.samples < 1 or args.continuation_tries < 0:
@@ -100,7 +100,10 @@ def _data_onpolicy(args: argparse.Namespace) -> int:
     aware = PromptAwareRefusalClassifier(detector)
     rows, summary = mine_pairs(generator, harmless, triplets, config, detector, aware)
     out = Path(args.out)
-    write_rows(rows, {"model": args.model, **summary}, out)
+    write_jsonl(out, rows)
+    out.with_suffix(".summary.json").write_text(
+        json.dumps({"model": args.model, **summary}, indent=2)
+    )
     print(f"{len(rows)} on-policy pairs at {out}: {json.dumps(summary)}")
     return 0
 

@@ -19,11 +19,9 @@ one model can train another; `preference_example` tokenises one for `train --onp
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 from alignment.evaluate.breadth import START_WINDOW
 from alignment.evaluate.generate import Completion, Sampling
@@ -37,17 +35,19 @@ ONPOLICY_SIDES = ("harmful", "harmless")
 REFUSAL_LEAD_IN = re.compile(r"(?:I|I'm|I am|Sorry,?|Unfortunately,?)\s*$")
 
 
-def verdict(completion: Completion, detector) -> str:
-    """'helpful', 'refused' (onset inside the start window) or 'recovered' (a later switch)."""
-    onset = onset_tokens(completion.token_texts, detector)
-    if onset is None:
-        return "helpful"
-    return "refused" if onset[0] < START_WINDOW else "recovered"
+def verdict(completion: Completion, detector) -> tuple[str, int | None]:
+    """('helpful' | 'refused' (onset inside the start window) | 'recovered' (a later switch),
+    the refusal's first token or None)."""
+    found = onset_tokens(completion.token_texts, detector)
+    if found is None:
+        return "helpful", None
+    onset = found[0]
+    return ("refused" if onset < START_WINDOW else "recovered"), onset
 
 
-def switch_point(completion: Completion, detector) -> tuple[str, str]:
-    """(the answer before the refusal's first token, the rest) of a recovered answer."""
-    onset, _ = onset_tokens(completion.token_texts, detector)
+def switch_point(completion: Completion, onset: int) -> tuple[str, str]:
+    """(the answer before the refusal, the rest) of a recovered answer whose refusal the judge
+    found at token `onset` (see `verdict`)."""
     pieces = completion.token_texts
     # The judge's onset can fall after the refusal's lead-in ("DIYI'm | sorry"), and a refusal can
     # be glued to the word before it ("travelI can't"): the switch starts at that word, so that no
@@ -68,11 +68,11 @@ def harmless_pairs(
     already checked to help, where a sample at temperature 1.0 is often rambling."""
     done, pending = [], []
     for sample in samples:
-        v = verdict(sample, detector)
+        v, onset = verdict(sample, detector)
         if v == "refused":
             done.append(_row("harmless", "harmless-refused", prompt, "", reference, sample.answer))
         elif v == "recovered":
-            context, switch = switch_point(sample, detector)
+            context, switch = switch_point(sample, onset)
             pending.append(_row("harmless", "harmless-recovered", prompt, context, None, switch))
     return done, pending
 
@@ -209,11 +209,3 @@ def preference_example(tokenizer, row: dict, answer_tokens: int = 64, system: st
         "chosen": answer_row(context, chosen[:answer_tokens]),
         "rejected": answer_row(context, rejected[:answer_tokens]),
     }
-
-
-def write_rows(rows: list[dict], summary: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2))

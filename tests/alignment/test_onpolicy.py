@@ -41,9 +41,9 @@ RECOVERED = _sample(
 
 
 def test_a_refusal_counts_as_a_switch_only_after_the_watch_start_window():
-    assert verdict(HELPFUL, DETECTOR) == "helpful"
-    assert verdict(REFUSED, DETECTOR) == "refused"
-    assert verdict(RECOVERED, DETECTOR) == "recovered"
+    assert verdict(HELPFUL, DETECTOR)[0] == "helpful"
+    assert verdict(REFUSED, DETECTOR)[0] == "refused"
+    assert verdict(RECOVERED, DETECTOR)[0] == "recovered"
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,8 @@ def test_a_refusal_counts_as_a_switch_only_after_the_watch_start_window():
     ],
 )  # fmt: skip
 def test_the_switch_starts_where_the_refusal_starts_never_inside_it(pieces, context):
-    before, switch = switch_point(_sample(*pieces), DETECTOR)
+    sample = _sample(*pieces)
+    before, switch = switch_point(sample, verdict(sample, DETECTOR)[1])
     assert before == context
     assert before + switch == "".join(pieces)
     assert not DETECTOR.is_refusal(before) and DETECTOR.is_refusal(switch)
