@@ -39,7 +39,7 @@ from alignment.preference import (
     sample_answer_prefix,
 )
 from alignment.reference import compute_reference_logprobs
-from alignment.train_config import TrainConfig
+from alignment.train_config import TrainConfig, family_repeats
 
 
 class AlignmentTrainer(Trainer):
@@ -181,7 +181,10 @@ def build_dataset(config: TrainConfig, tokenizer, model=None) -> tuple[StepMixed
     if objective in ("constrained", "preference"):
         # pi_ref is cached once per sequence, so each example's random choices are drawn once.
         if objective == "preference":
-            fixed_safety, fixed_benign = _preference_pairs(config, tokenizer, triplets, pairs)
+            families = [r.get("family") for r in triplet_rows]
+            fixed_safety, fixed_benign = _preference_pairs(
+                config, tokenizer, triplets, pairs, families
+            )
             sequences = [e[side] for e in fixed_safety + fixed_benign for side in PAIR_SIDES]
         else:
             fixed_safety = [safety(i, None) for i in range(len(triplets))]
@@ -228,9 +231,12 @@ def _cache_reference(config: TrainConfig, tokenizer, model, sequences: list[dict
         sequence["ref_logprobs"] = ref
 
 
-def _preference_pairs(config: TrainConfig, tokenizer, triplets, pairs) -> tuple[list, list]:
+def _preference_pairs(
+    config: TrainConfig, tokenizer, triplets, pairs, families: list[str | None]
+) -> tuple[list, list]:
     """One preference pair per triplet and per benign pair (`alignment.preference`), drawn from
-    the seed: harmful prefix length, forced answer start, and which bank refusal is rejected."""
+    the seed: harmful prefix length, forced answer start, and which bank refusal is rejected.
+    Triplets of a `--repeat-family` family add that many refusal-first pairs each."""
     rng = random.Random(config.seed)
     refusals = all_refusals()
     length = config.preference_answer_tokens
@@ -242,6 +248,15 @@ def _preference_pairs(config: TrainConfig, tokenizer, triplets, pairs) -> tuple[
         )
         for t in triplets
     ]
+    for family, times in family_repeats(config.repeat_family).items():
+        chosen = [t for t, f in zip(triplets, families, strict=True) if f == family]
+        if not chosen:
+            known = ", ".join(sorted({f for f in families if f})) or "none"
+            raise DataFileError(
+                f"--repeat-family {family}: no triplet of that family in {config.triplets} "
+                f"(its families: {known})"
+            )
+        harmful += [harmful_preference(t, 0, length) for t in chosen for _ in range(times)]
     benign = []
     for pair in pairs:
         k = sample_answer_prefix(rng, len(pair.turn.answer_ids), config.p_answer_prefix)

@@ -6,6 +6,7 @@ No torch here: `deepguard` builds every verb's parser at start, also on the ligh
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 
 from alignment.dataclass_cli import option
@@ -18,6 +19,29 @@ DEFAULT_LATER_BETA = 0.1
 # largest harmful prefix in tokens.
 DEFAULT_P_PREFIX = 0.5
 DEFAULT_MAX_PREFIX = 100
+
+
+def family_repeats(entries: list[str]) -> dict[str, int]:
+    """`["first_person=3", "long=3"]` -> {"first_person": 3, "long": 3}: `--repeat-family`."""
+    repeats = {}
+    for entry in entries:
+        family, _, times = entry.partition("=")
+        family, times = family.strip(), times.strip()
+        if not family or not times.isdigit() or int(times) < 1:
+            raise ValueError(
+                f"--repeat-family takes FAMILY=N with N >= 1 (e.g. first_person=3), got {entry!r}"
+            )
+        repeats[family] = int(times)
+    return repeats
+
+
+def parse_family_repeat(text: str) -> str:
+    """One `--repeat-family` value, checked when the flag is read and kept as written."""
+    try:
+        family_repeats([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text.strip()
 
 
 def parse_floats(text: str) -> tuple[float, ...]:
@@ -80,6 +104,13 @@ class TrainConfig:
         "preference: JSONL from `deepguard data onpolicy` (the model's own sampled refusals of "
         "harmless prompts and compliances with harmful ones), added to the pairs",
     )
+    repeat_family: list[str] = option(
+        [],
+        "preference: FAMILY=N also trains each triplet of that phrasing family (the `family` of "
+        "`data build --breadth`) as N more pairs, its refusal over its harmful answer from the "
+        "prompt on; for the families a gate shows weak; repeatable",
+        parse=parse_family_repeat,
+    )
     preference_answer_tokens: int = option(
         64, "preference: longest chosen or rejected answer, in tokens"
     )
@@ -117,3 +148,6 @@ class TrainConfig:
             raise ValueError(f"objective {self.objective} needs harmful triplets (--triplets)")
         if self.onpolicy_pairs and self.objective != "preference":
             raise ValueError("--onpolicy-pairs needs --objective preference")
+        if self.repeat_family and self.objective != "preference":
+            raise ValueError("--repeat-family needs --objective preference")
+        family_repeats(self.repeat_family)
