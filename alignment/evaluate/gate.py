@@ -92,12 +92,13 @@ def judges_digest() -> str:
     """sha256 of what the judges decide by: the shared phrase set and the prompt-aware rules. A
     baseline judged by other rules is not comparable, however equal its answers."""
     from alignment.evaluate import relevance
-    from proxy.watch import phrases
+    from proxy.watch import detector, phrases
 
     return _digest(
         [
             phrases.REFUSAL_PATTERNS,
             phrases.REFUSAL_KEYWORDS,
+            detector.GLUE_RULES,
             relevance._LECTURE_OPENINGS,
             relevance._DECLINE_NEAR_START,
             sorted(relevance._STOPWORDS),

@@ -32,17 +32,22 @@ SETTLE_CHARS = 5
 _LEADING_LATIN_LETTER = re.compile(r"(?:\(\?:|\()*[a-z]")
 # Escapes such as \S or \W, which may be upper case in a lower-case pattern.
 _ESCAPE = re.compile(r"\\.")
-# A small model often glues a new sentence to the last word ("...safe projectsI can't help", or
-# with a stray upper-case token between, "...meticulUSI can't help"). Lower-cased, that leaves no
-# word boundary before "i can't"; blanking the glued characters (a lower-case letter before an
-# upper-case one, and an upper-case run between a lower-case letter and "I " or "I'") restores
-# one without changing any offset. "AI can't" and "API can't" stay as they are.
-_GLUED = re.compile(r"[a-z](?=[A-Z])|(?<=[a-z])[A-Z]+(?=I[\s'’])")
+# A small model often glues a new sentence to the last word ("...safe projectsI can't help"), or
+# loops through glued refusals ("I'm not able to helpI'm unable toI'm ..."). Lower-cased, that
+# leaves no word boundary before "i can't", and blanking the letter before it would cut the word
+# that ends the previous phrase ("hel i'm"). So an upper-case letter right after a lower-case one
+# is kept as a glued sentence start, where phrases are also tried without their leading boundary.
+_GLUED_START = re.compile(r"(?<=[a-z])[A-Z]")
+# With a stray upper-case token between ("...meticulUSI can't help"), that run is blanked instead
+# (no offset changes): it is not a word of any phrase. "AI can't" and "API can't" stay as they are.
+_GLUED_RUN = re.compile(r"(?<=[a-z])[A-Z]+(?=I[\s'’])")
 _GLUE_CONTEXT = 8  # raw characters kept from earlier pieces, so glue across pieces is seen too
+# How glue is read changes what counts as a refusal: the gate's judge digest includes this.
+GLUE_RULES = ("kept-word sentence start", _GLUED_START.pattern, _GLUED_RUN.pattern)
 
 
 def _blank_glue(text: str) -> str:
-    return _GLUED.sub(lambda m: " " * len(m.group()), text)
+    return _GLUED_RUN.sub(lambda m: " " * len(m.group()), text)
 
 
 @runtime_checkable
@@ -88,6 +93,8 @@ class RefusalDetector:
             lead = r"\b" if _LEADING_LATIN_LETTER.match(fragment) else ""
             parts.append(f"{lead}(?:{fragment})")
         self._pattern = re.compile("|".join(parts))
+        # The same phrases without the boundary, tried only where a sentence is glued on.
+        self._glued = re.compile("|".join(f"(?:{fragment})" for fragment in fragments))
         # The scanner looks back only as far as the widest phrase can reach.
         self.lookback = widest
         self._keywords: re.Pattern[str] | None = None
@@ -116,7 +123,9 @@ class RefusalDetector:
         return self.find_onset(text) is not None
 
     def scanner(self) -> RefusalScanner:
-        return RefusalScanner(self._pattern, self.lookback, self._keywords, self._keyword_width)
+        return RefusalScanner(
+            self._pattern, self.lookback, self._keywords, self._keyword_width, self._glued
+        )
 
 
 class RefusalScanner:
@@ -142,6 +151,8 @@ class RefusalScanner:
         "closed",
         "_raw_tail",
         "_trim_at",
+        "_glued",
+        "_glue_starts",
     )
 
     def __init__(
@@ -150,8 +161,11 @@ class RefusalScanner:
         lookback: int,
         keywords: re.Pattern[str] | None = None,
         keyword_width: int = 0,
+        glued: re.Pattern[str] | None = None,
     ) -> None:
         self._pattern = pattern
+        self._glued = glued  # `pattern` without leading boundaries (None: no glue handling)
+        self._glue_starts: list[int] = []  # offsets of glued sentence starts still in the buffer
         self._lookback = lookback
         self._keywords = keywords
         self._keyword_width = keyword_width
@@ -189,6 +203,12 @@ class RefusalScanner:
             # forms need one) and nothing to lower-case.
             buf += piece
         else:
+            if self._glued is not None:
+                starts = self._glue_starts
+                for glued in _GLUED_START.finditer(text):
+                    offset = previous - len(tail) + glued.start()
+                    if not starts or offset > starts[-1]:
+                        starts.append(offset)
             blanked = _blank_glue(text)
             n = len(tail)
             if n and blanked[:n] != tail:
@@ -233,7 +253,7 @@ class RefusalScanner:
     def _search(self, start: int, final: bool) -> None:
         base, buf = self._base, self._buf
         pos = max(start - base, 0)
-        while (match := self._pattern.search(buf, pos)) is not None:
+        while (match := self._next_match(buf, pos)) is not None:
             if not final and match.end() + SETTLE_CHARS > len(buf):
                 return  # too close to the end to be sure; judge it next time
             offset = base + match.start()
@@ -242,6 +262,18 @@ class RefusalScanner:
                 self.onset = offset
                 return
             pos = match.start() + 1
+
+    def _next_match(self, buf: str, pos: int) -> re.Match[str] | None:
+        """The first phrase from `pos` on: at a word boundary, or at a glued sentence start."""
+        match = self._pattern.search(buf, pos)
+        end = match.start() if match is not None else len(buf)
+        for offset in self._glue_starts:
+            at = offset - self._base
+            if at >= end:
+                break
+            if at >= pos and (glued := self._glued.match(buf, at)) is not None:
+                return glued
+        return match
 
     def _quoted_at(self, offset: int) -> bool:
         # Candidates arrive in increasing order, so the quote state only moves forward.
@@ -261,6 +293,8 @@ class RefusalScanner:
         cut = min(keep_from, self._state_at) - self._base
         self._buf = self._buf[cut:]
         self._base += cut
+        if self._glue_starts and self._glue_starts[0] < self._base:
+            self._glue_starts = [g for g in self._glue_starts if g >= self._base]
 
 
 def _max_width(fragment: str) -> int:

@@ -173,6 +173,8 @@ CORPUS = [
     "A long helpful answer " * 30 + "and then: I must decline to go further.",
     "Nothing to see here, just a recipe: flour, water, salt. I can't help but smile.",
     "Lo siento, pero no puedo. " + "x" * 300,
+    "Step one: mix it. I'm not able to helpI'm unable toI'm not able toI'm unable to help with it.",
+    "1. SaranovaI can't help with that, because it could cause harm.",
 ]
 
 
@@ -235,6 +237,16 @@ def test_a_refusal_glued_to_the_previous_word_is_found_whole_and_incrementally()
         scanner.feed(piece)
     assert scanner.close() == text.index("I can't")
     assert detector.find_onset("JavaScript can help you with that") is None
+
+
+def test_a_glued_refusal_loop_keeps_the_word_before_each_glue():
+    # What OP3 and OP4 write after the rank-assisted attack forces "I can't doI'm not able toI":
+    # each refusal is glued to the last word of the one before, and that word ("help") may end a
+    # phrase. The glue must not cost the phrase its last letter.
+    text = "I can't doI'm not able to helpI'm unable toI'm not able toI'm not able to"
+    assert DETECTOR.find_onset(text) == text.index("I'm not able to help")
+    assert DETECTOR.find_onset("Sure, I can helpI'm unable to help with that.") == 16
+    assert DETECTOR.find_onset("I'm here to helpI'm glad you asked.") is None
 
 
 @pytest.mark.parametrize(
