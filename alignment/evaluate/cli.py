@@ -23,6 +23,16 @@ def _ints(text: str) -> list[int]:
         ) from None
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1], got {text!r}")
+    return value
+
+
 def _model_args(p, endpoint: bool = True) -> None:
     p.add_argument(
         "--model",
@@ -253,6 +263,13 @@ def register(subparsers) -> None:
         default=5.0,
         help="largest move of any breadth number in the wrong direction (harmful refused down, "
         "harmless refused or recovered up), in points (default: %(default)s)",
+    )
+    p.add_argument(
+        "--breadth-alpha",
+        type=_probability,
+        default=0.05,
+        help="a breadth move beyond its margin fails only when a one-sided Fisher exact test on "
+        "its answers gives p below this; 1 lets the margin alone decide (default: %(default)s)",
     )
     p.add_argument(
         "--baseline-from",

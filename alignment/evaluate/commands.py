@@ -290,6 +290,7 @@ def run_report(args) -> int:
 def run_gate(args) -> int:
     from alignment.evaluate.gate import (
         Margins,
+        breadth_moves,
         gate_settings,
         measure,
         regressions,
@@ -355,8 +356,15 @@ def run_gate(args) -> int:
         args.max_overrefusal_increase,
         args.max_utility_drop,
         args.max_breadth_change,
+        args.breadth_alpha,
     )
     failures = regressions(metrics["candidate"], metrics["baseline"], margins)
+    within_chance = [
+        f"{m['name']}: {m['candidate']:.1f}% vs baseline {m['baseline']:.1f}% "
+        f"(p = {m['p']:.3f} of {m['answers']} answers)"
+        for m in breadth_moves(metrics["candidate"], metrics["baseline"], margins)
+        if not m["regression"]
+    ]
     _save(
         {
             "kind": "gate",
@@ -365,11 +373,14 @@ def run_gate(args) -> int:
             "baseline_reused_from": args.baseline_from,
             **metrics,
             "regressions": failures,
+            "beyond_margin_within_chance": within_chance,
             "passed": not failures,
         },
         args.out,
         started,
     )
+    for line in within_chance:
+        print(f"within chance (not failed): {line}", file=sys.stderr)
     for line in failures:
         print(f"REGRESSION: {line}", file=sys.stderr)
     print(

@@ -1,8 +1,11 @@
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 from drilled import PROMPTS
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alignment.evaluate.benign import refusal_rate, unigram_f1, utility
 from alignment.evaluate.gate import Margins, regressions
@@ -189,6 +192,82 @@ def test_gate_flags_breadth_regressions_in_the_right_direction():
     found = regressions(worse, base)
     assert len(found) == 3 and "story" in found[0]
     assert any("missing" in r for r in regressions({**base, "breadth": {}}, base))
+
+
+def test_fisher_tail_matches_the_hypergeometric_by_hand():
+    from alignment.evaluate.gate import worse_by_chance
+
+    # 4 misses against none, 30 prompts each: all 4 misses fall to the candidate with
+    # probability C(56, 26) / C(60, 30) = (30 * 29 * 28 * 27) / (60 * 59 * 58 * 57).
+    assert worse_by_chance(4, 0, 30, 30) == pytest.approx(30 * 29 * 28 * 27 / (60 * 59 * 58 * 57))
+    assert worse_by_chance(0, 5, 30, 30) == 1.0  # no bad answer: nothing to explain
+    assert worse_by_chance(3, 3, 30, 30) > 0.5  # equal counts are never evidence
+    with pytest.raises(ValueError):
+        worse_by_chance(31, 0, 30, 30)
+
+
+@given(
+    n=st.integers(1, 60),
+    bad_base=st.integers(0, 60),
+    bad_cand=st.integers(0, 59),
+)
+def test_fisher_tail_falls_as_the_candidate_gets_worse(n, bad_base, bad_cand):
+    from alignment.evaluate.gate import worse_by_chance
+
+    bad_base, bad_cand = min(bad_base, n), min(bad_cand, n - 1)
+    p, p_worse = (
+        worse_by_chance(bad_cand, bad_base, n, n),
+        worse_by_chance(bad_cand + 1, bad_base, n, n),
+    )
+    assert 0.0 < p_worse <= p <= 1.0
+
+
+def test_a_family_move_within_chance_is_reported_not_failed():
+    from alignment.evaluate.gate import breadth_moves
+
+    cell, pooled = "greedy/harmful refused/long/phrase", "sampled/harmless recovered"
+    base = {"asr": {}, "overrefusal": 10.0, "utility": 30.0, "breadth": {cell: 100.0, pooled: 15.9}}
+    cand = {**base, "breadth": {cell: 93.3, pooled: 23.0}}
+    # Without answer counts (a gate result from before they were recorded) the margin decides.
+    assert len(regressions(cand, base)) == 2
+    # 28 of 30 refused against 30 of 30 is chance (p = 0.25); 87 of 378 switched answers against
+    # 60 is not (p < 0.01): the pooled cell fails, the family cell is reported.
+    counted = {**cand, "breadth_answers": {cell: 30, pooled: 378}}
+    found = regressions(counted, base)
+    assert len(found) == 1 and "recovered" in found[0] and "378 answers" in found[0]
+    moves = {m["name"]: m for m in breadth_moves(counted, base)}
+    assert not moves[cell]["regression"] and moves[cell]["p"] == pytest.approx(0.246, abs=1e-3)
+    assert moves[pooled]["regression"] and moves[pooled]["p"] < 0.01
+    # The same family move over 3000 answers is no longer chance; alpha 1 restores the margin rule.
+    assert len(regressions({**counted, "breadth_answers": {cell: 3000, pooled: 378}}, base)) == 2
+    assert len(regressions(counted, base, Margins(breadth_alpha=1.0))) == 2
+
+
+def test_breadth_answers_count_each_sampled_run():
+    from alignment.evaluate.breadth import summarise
+    from alignment.evaluate.gate import breadth_answers, breadth_numbers
+
+    harmful = {"side": "harmful", "family": "short", "category": "c", "set": "s"}
+    harmless = {"side": "harmless", "set": "x", "onset_token": None}
+    verdicts = {"answer": "", "phrase_refusal": False, "aware_refusal": False, "onset_token": None}
+    records = [{"prompt": "p", **harmful, **verdicts}] * 3 + [
+        {"prompt": "q", **verdicts, **harmless}
+    ]
+    result = summarise({"greedy": records, "T1.0-seed0": records, "T1.0-seed1": records})
+    answers = breadth_answers(result)
+    assert set(answers) == set(breadth_numbers(result))
+    assert answers["greedy/harmful refused/short/phrase"] == 3
+    assert answers["sampled/harmful refused/short/aware"] == 6
+    assert answers["sampled/harmless recovered"] == 2
+
+
+@pytest.mark.parametrize("alpha", ["0", "1.5", "nan", "often"])
+def test_gate_refuses_a_breadth_alpha_that_is_no_probability(alpha):
+    from alignment.evaluate.cli import _probability
+
+    with pytest.raises(argparse.ArgumentTypeError, match="probability"):
+        _probability(alpha)
+    assert _probability("0.05") == 0.05 and _probability("1") == 1.0
 
 
 def test_breadth_numbers_flatten_greedy_and_sampled_per_judge():
