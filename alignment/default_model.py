@@ -1,13 +1,15 @@
 """`python -m alignment.default_model TRAINED_DIR --rank R`: rebuild the committed deep-default
 adapter (alignment/adapter.py) from a model trained by the project's pipeline (`make
-default-model`), then merge the served default once to check it loads (alignment/prepare.py)."""
+default-model`), then merge the served default once to check it loads (alignment/prepare.py).
+With `--base MODEL_DIR --out ARTIFACT/01-NAME` it writes a layer instead: the delta of a model
+trained on top of MODEL_DIR (the layers before it, merged)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from alignment.adapter import ADAPTER_FILE, ARTIFACT_DIR, DTYPES, extract_adapter
+from alignment.adapter import ADAPTER_FILE, ARTIFACT_DIR, DTYPES, PACKAGED_BASE, extract_adapter
 from alignment.prepare import prepare_default_model
 
 
@@ -26,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=str(ARTIFACT_DIR))
     parser.add_argument(
+        "--base",
+        default="default",
+        help="model directory the delta is taken against: a merged model that earlier layers "
+        "make, for a recipe trained on top of it (default: the packaged base)",
+    )
+    parser.add_argument(
         "--command",
         default="make default-model",
         help="how the trained model was produced, recorded in the manifest",
@@ -34,13 +42,20 @@ def main(argv: list[str] | None = None) -> int:
     from alignment.models import load_model
 
     trained, _ = load_model(args.trained)
-    base, _ = load_model("default")
+    base, _ = load_model(args.base)
     out = extract_adapter(
-        trained, base, args.out, rank=args.rank, command=args.command, dtype=args.dtype
+        trained,
+        base,
+        args.out,
+        rank=args.rank,
+        command=args.command,
+        dtype=args.dtype,
+        base_label=PACKAGED_BASE if args.base == "default" else "the layers before this one",
     )
     size = (out / ADAPTER_FILE).stat().st_size
     print(f"adapter written to {out} ({size / 2**20:.1f} MiB, rank {args.rank}, {args.dtype})")
-    if Path(args.out).resolve() == ARTIFACT_DIR.resolve():
+    target = Path(args.out).resolve()
+    if ARTIFACT_DIR.resolve() in (target, *target.parents):
         print(f"merged deep default (what vLLM serves): {prepare_default_model()}")
     return 0
 

@@ -142,3 +142,56 @@ def test_prepare_keeps_a_directory_that_holds_this_adapters_merge(tmp_path):
     (out / SUMMARY_FILE).write_text(json.dumps({"adapter_sha256": adapter_digest(adapter)}))
     assert prepare_default_model(out, adapter_dir=adapter) == out
     assert (out / "config.json").read_text() == "{}"  # untouched: nothing was merged again
+
+
+def _low_rank_step(model, seed: int, rank: int = 2):
+    """Add a rank-`rank` change to NAME, as one LoRA run merged onto the weights does."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        w = model.state_dict()[NAME]
+        w.add_(
+            torch.randn(w.shape[0], rank, generator=generator)
+            @ torch.randn(rank, w.shape[1], generator=generator)
+        )
+
+
+def test_layers_rebuild_a_recipe_trained_on_top_of_the_served_model(tmp_path):
+    """Two rank-2 runs in a row differ from the base by rank 4: one rank-2 adapter cannot hold
+    them, two rank-2 layers (the second taken against the first's merge) hold them exactly."""
+    base, served, rebuilt = identical_models()
+    _low_rank_step(served, seed=1)
+    artifact = tmp_path / "artifact"
+    extract_adapter(served, base, artifact / "00-first", rank=2, dtype="float32")
+    merged = make_model(make_tokenizer("chatml"), seed=0)
+    apply_adapter(merged, artifact)  # what the served directory holds after the first layer
+    on_top = make_model(make_tokenizer("chatml"), seed=0)
+    on_top.load_state_dict(merged.state_dict())
+    _low_rank_step(on_top, seed=2)
+    second = extract_adapter(
+        on_top, merged, artifact / "01-second", rank=2, dtype="float32", base_label="layer 00"
+    )
+    assert json.loads((second / "manifest.json").read_text())["base"] == "layer 00"
+
+    apply_adapter(rebuilt, artifact)
+    target = on_top.state_dict()[NAME]
+    assert torch.allclose(rebuilt.state_dict()[NAME], target, atol=1e-4)
+    one = extract_adapter(on_top, base, tmp_path / "one", rank=2, dtype="float32")
+    alone = make_model(make_tokenizer("chatml"), seed=0)
+    apply_adapter(alone, one)
+    assert (alone.state_dict()[NAME] - target).abs().max() > 100 * 1e-4
+
+    digests = {
+        adapter_digest(artifact),
+        adapter_digest(artifact / "00-first"),
+        adapter_digest(second),
+    }
+    assert len(digests) == 3  # the layered artifact names its own merge
+
+
+def test_an_artifact_with_an_adapter_and_layers_is_refused(tmp_path):
+    base, trained, _ = identical_models()
+    _low_rank_step(trained, seed=1)
+    artifact = extract_adapter(trained, base, tmp_path / "artifact", rank=2)
+    extract_adapter(trained, base, artifact / "01-more", rank=2)
+    with pytest.raises(DefaultModelUnavailable, match="adapter and layers"):
+        adapter_digest(artifact)
