@@ -242,4 +242,18 @@ class EndpointGenerator:
             temperature=sampling.temperature,
             top_p=sampling.top_p,
         )
-        return Completion(prefix_text, text)
+        return Completion(prefix_text, text, token_pieces(self.tokenizer, prefix_text + text))
+
+
+def token_pieces(tokenizer, text: str) -> tuple[str, ...]:
+    """`text` cut where the target's tokenizer cuts it. An endpoint answers with text, not tokens;
+    re-tokenising it lets a refusal's onset be counted in tokens as for a local model (breadth's
+    mid-answer switches, the watch's start window). The pieces join back to `text` exactly; a
+    character split over several byte tokens is one piece."""
+    if not text:
+        return ()
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)[
+        "offset_mapping"
+    ]
+    bounds = sorted({0, *(start for start, _ in offsets)}) + [len(text)]
+    return tuple(text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a)

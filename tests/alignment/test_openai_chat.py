@@ -23,6 +23,12 @@ def test_endpoint_generator_sends_sampling_and_continues_a_prefix(stub_upstream)
     # The stub picks a script by the last message: the continued one gets its default answer.
     assert done[0].text == "Hello there" and done[1].text.startswith(" tok")
     assert done[0].prefix == "" and done[1].prefix == tok.decode(prefix, skip_special_tokens=True)
+    # The text comes back cut into the target's tokens, so a refusal onset counts in tokens.
+    for completion in done:
+        assert "".join(completion.token_texts) == completion.answer
+        assert len(completion.token_texts) == len(
+            tok(completion.answer, add_special_tokens=False)["input_ids"]
+        )
     sent = sorted(stub_upstream.requests(), key=len)
     plain, continued = sent
     assert plain["max_tokens"] == 12 and plain["seed"] == 4
