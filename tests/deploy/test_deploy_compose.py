@@ -339,7 +339,10 @@ def test_vllm_cpu_image_builds_the_model_and_vllm_from_the_pinned_lock():
         r"--adapter /src/alignment/artifacts/deep-smollm2",
         joined,
     )
-    assert (ROOT / "alignment" / "artifacts" / "deep-smollm2" / "adapter.safetensors").is_file()
+    from alignment.adapter import ARTIFACT_DIR, adapter_layers
+
+    assert ARTIFACT_DIR == ROOT / "alignment" / "artifacts" / "deep-smollm2"
+    assert all((layer / "adapter.safetensors").is_file() for layer in adapter_layers(ARTIFACT_DIR))
     assert "COPY --from=model /models/deepguard-smollm2 /models/deepguard-smollm2" in text
     assert "SERVED_MODEL_DIR=/models/deepguard-smollm2" in joined
     # Never a hub download, never root, the key from the environment, /health with a long start.
