@@ -61,45 +61,16 @@ bench: install
 	$(PY) bench/run_all.py
 
 # Rebuild the deep default model's adapter (alignment/artifacts/deep-smollm2) with the project's
-# own pipeline, in two layers (alignment/adapter.py), each a rank-16 delta stored as int8+int4:
-#   00-deep-contrast: AdvBench triplets + self-distilled benign pairs, augmented (deep) fine-tune;
-#   01-preference: on top of it, preference pairs on the breadth data (recipe P), then the model's
-#   own sampled mistakes with the weak phrasing families repeated (recipe OP4, docs/evaluation.md).
-# About 2 hours on an idle 2-core CPU; `make install` only merges the committed layers into the
-# served model directory. The artifact is replaced only when every step has succeeded.
-LAYERS := runs/default-layers
+# own pipeline: AdvBench triplets + self-distilled benign pairs, augmented (deep) fine-tune,
+# LoRA rank 16, committed as int8+int4 (alignment/adapter.py). About 30 minutes on an idle 2-core CPU; `make install` only
+# merges the committed adapter into the served model directory.
 default-model: install
-	rm -rf $(LAYERS)
 	$(VENV)/bin/deepguard data build --out runs/deep-contrast-data --n-harmful 256 --n-benign 128 \
 	    --n-contrast -1 --harmful-tokens 64 --benign-tokens 128 --batch-size 16 --seed 0
 	$(VENV)/bin/deepguard train --objective augmented --data runs/deep-contrast-data \
 	    --out runs/deep-contrast-lora16 --epochs 4 --lr 6e-4 --lora-r $(LORA_RANK) \
 	    --safety-per-step 16 --benign-per-step 24 --micro-batch 8 --seed 0
-	$(PY) -m alignment.default_model runs/deep-contrast-lora16/model --rank $(ADAPTER_RANK) \
-	    --out $(LAYERS)/00-deep-contrast
-	$(VENV)/bin/deepguard model prepare --adapter $(LAYERS) --out runs/deep-contrast-served --force
-	$(VENV)/bin/deepguard data build --breadth --out runs/P-data --n-harmful 480 \
-	    --n-source-requests 200 --benign-families-per-core 2 --n-benign 64 --n-contrast -1 \
-	    --harmful-tokens 64 --benign-tokens 96 --batch-size 16 --seed 0
-	$(VENV)/bin/deepguard train --objective preference --model runs/deep-contrast-served \
-	    --data runs/P-data --out runs/P-lora8 --epochs 2 --max-steps 48 --lr 2e-4 --lora-r 8 \
-	    --lora-alpha 16 --safety-per-step 16 --benign-per-step 16 --micro-batch 8 \
-	    --preference-beta 0.1 --preference-sft-weight 1 --p-answer-prefix 0.3 \
-	    --preference-answer-tokens 64 --seed 0
-	$(VENV)/bin/deepguard data onpolicy --model runs/P-lora8/model --data runs/P-data \
-	    --out runs/OP-data/onpolicy.jsonl --samples 4 --batch-size 16 --seed 0
-	$(VENV)/bin/deepguard train --objective preference --model runs/P-lora8/model \
-	    --data runs/P-data --onpolicy-pairs runs/OP-data/onpolicy.jsonl \
-	    --repeat-family first_person=3 --repeat-family long=3 --out runs/OP4-lora8 --epochs 1 \
-	    --max-steps 24 --lr 1e-4 --lora-r 8 --lora-alpha 16 --safety-per-step 8 \
-	    --benign-per-step 24 --micro-batch 8 --preference-beta 0.1 --preference-sft-weight 1 \
-	    --p-answer-prefix 0.3 --preference-answer-tokens 64 --seed 1
-	$(PY) -m alignment.default_model runs/OP4-lora8/model --rank $(ADAPTER_RANK) \
-	    --base runs/deep-contrast-served --out $(LAYERS)/01-preference
-	rm -rf alignment/artifacts/deep-smollm2/0* alignment/artifacts/deep-smollm2/*.safetensors \
-	    alignment/artifacts/deep-smollm2/manifest.json
-	cp -r $(LAYERS)/00-deep-contrast $(LAYERS)/01-preference alignment/artifacts/deep-smollm2/
-	$(VENV)/bin/deepguard model prepare
+	$(PY) -m alignment.default_model runs/deep-contrast-lora16/model --rank $(ADAPTER_RANK)
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .tools .pytest_cache .hypothesis
