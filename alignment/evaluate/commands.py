@@ -290,11 +290,11 @@ def run_report(args) -> int:
 def run_gate(args) -> int:
     from alignment.evaluate.gate import (
         Margins,
-        breadth_moves,
         gate_settings,
         measure,
         regressions,
         reusable_baseline,
+        within_chance,
     )
     from alignment.evaluate.generate import LocalGenerator, Sampling
     from alignment.evaluate.sources import benign_tasks, load_prompts
@@ -359,12 +359,7 @@ def run_gate(args) -> int:
         args.breadth_alpha,
     )
     failures = regressions(metrics["candidate"], metrics["baseline"], margins)
-    within_chance = [
-        f"{m['name']}: {m['candidate']:.1f}% vs baseline {m['baseline']:.1f}% "
-        f"(p = {m['p']:.3f} of {m['answers']} answers)"
-        for m in breadth_moves(metrics["candidate"], metrics["baseline"], margins)
-        if not m["regression"]
-    ]
+    chance = within_chance(metrics["candidate"], metrics["baseline"], margins)
     _save(
         {
             "kind": "gate",
@@ -373,13 +368,13 @@ def run_gate(args) -> int:
             "baseline_reused_from": args.baseline_from,
             **metrics,
             "regressions": failures,
-            "beyond_margin_within_chance": within_chance,
+            "beyond_margin_within_chance": chance,
             "passed": not failures,
         },
         args.out,
         started,
     )
-    for line in within_chance:
+    for line in chance:
         print(f"within chance (not failed): {line}", file=sys.stderr)
     for line in failures:
         print(f"REGRESSION: {line}", file=sys.stderr)
