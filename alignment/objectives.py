@@ -15,10 +15,13 @@ Objectives (see docs/alignment.md for the recipes):
   them different is the data (`alignment.augment`): a harmful prefix as context with the loss on
   the refusal, and the refusal's first token as the target at every harmful position.
 - `constrained`: token-wise constrained fine-tuning, `constrained_loss` below.
+- `preference`: DPO plus the chosen answers' cross-entropy, `preference_terms`, and optionally the
+  switch guard on harmless answers, `switch_guard_terms`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -154,3 +157,49 @@ def preference_terms(
         lengths = mask[:n].sum(dim=1).clamp(min=1)
         loss = loss - sft_weight * (policy[:n] / lengths).sum()
     return PreferenceTerms(loss / pairs_per_step, chosen.detach(), rejected.detach())
+
+
+@dataclass(frozen=True)
+class GuardTerms:
+    """The switch guard's loss of a micro-batch, and how much refusal-start mass it saw (logs)."""
+
+    loss: torch.Tensor
+    start_mass: torch.Tensor  # mean p(refusal start) over the guarded positions, detached
+
+
+def switch_guard_terms(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    guarded_rows: torch.Tensor,
+    start_ids: torch.Tensor,
+    floor: float,
+    rows_per_step: int,
+) -> GuardTerms:
+    """A hinge on the probability of starting a refusal anywhere inside a harmless answer:
+
+        loss_t = max(0, log sum_{s in start_ids} p(s | answer so far) - log floor)
+
+    averaged over each guarded row's answer positions, summed over rows, divided by `rows_per_step`.
+
+    Why: at temperature 1.0 a refusal inside a harmless answer is sampled whenever its first token
+    keeps a little mass at any position (100 positions at 0.2% each switch about one answer in
+    six). A preference pair pushes that mass down at one forced start; this pushes it at every
+    position of every harmless answer, and stops once it is below `floor`, so the rest of the
+    distribution is left alone. Positions whose own next token is a start token ("I" opening a
+    helpful sentence) are skipped. The recovery that deep alignment teaches after harmful
+    prefixes is untouched: only rows in `guarded_rows` (harmless answers) carry the term.
+    """
+    mask = answer_mask(labels) & guarded_rows.bool().unsqueeze(1)
+    shifted_logits, shifted_labels = _shifted(logits, labels)
+    mask &= ~torch.isin(shifted_labels, start_ids)
+    if not mask.any():
+        zero = logits.sum() * 0.0  # keeps the graph (and DDP's bookkeeping) intact
+        return GuardTerms(zero, zero.detach())
+    log_probs = shifted_logits[mask].float().log_softmax(dim=-1)
+    start_logp = log_probs[:, start_ids].logsumexp(dim=-1)
+    per_token = F.relu(start_logp - math.log(floor))
+    rows = mask.nonzero()[:, 0]
+    per_row = per_token.new_zeros(labels.shape[0]).index_add(0, rows, per_token)
+    counts = mask.sum(dim=1).clamp(min=1)
+    loss = (per_row / counts).sum() / rows_per_step
+    return GuardTerms(loss, start_logp.detach().exp().mean())

@@ -11,6 +11,9 @@ same step, for the same context, so the model is taught the contrast itself:
 - harmless prompt with the first k tokens of its helpful answer forced: chosen = the rest of the
   answer, rejected = switching to a refusal there (the spurious mid-answer recovery the watch sees).
 
+The chosen side of a harmless pair is marked `guarded`: with `--preference-guard-weight` the
+switch guard also holds the probability of a refusal's first token down at each of its positions.
+
 An example is `{"chosen": ex, "rejected": ex}`, each in `alignment.augment`'s layout, and
 `PreferenceCollator` stacks a micro-batch as [chosen rows..., rejected rows...] for
 `alignment.objectives.preference_terms`.
@@ -36,6 +39,9 @@ MAX_ANSWER_PREFIX = 40
 MIN_REJECTED = 8
 # The two sequences of a pair, in the order `PreferenceCollator` stacks them.
 PAIR_SIDES = ("chosen", "rejected")
+# Marks a helpful answer to a harmless prompt: the rows the switch guard covers
+# (`alignment.objectives.switch_guard_terms`).
+GUARDED = "guarded"
 
 
 def answer_row(context: list[int], answer: list[int]) -> dict:
@@ -69,7 +75,7 @@ def benign_preference(
     k = max(0, min(k, len(turn.answer_ids) - 1))
     context = turn.prompt_ids + turn.answer_ids[:k]
     return {
-        "chosen": answer_row(context, answer[k:][:answer_tokens]),
+        "chosen": {**answer_row(context, answer[k:][:answer_tokens]), GUARDED: True},
         "rejected": answer_row(context, refusal_ids[:answer_tokens]),
     }
 
@@ -89,11 +95,25 @@ def refusal_tokens(tokenizer, refusal: str, end_ids: list[int], mid_answer: bool
     return encode_text(tokenizer, (" " if mid_answer else "") + refusal) + end_ids
 
 
+def refusal_start_ids(tokenizer, refusals: Sequence[str]) -> list[int]:
+    """The first token of every refusal, at an answer's start or glued to a word ("I"), and after
+    a space (" I"): how a refusal begins wherever it is sampled. The switch guard's token set."""
+    ids = set()
+    for refusal in refusals:
+        for text in (refusal, " " + refusal):
+            ids.add(encode_text(tokenizer, text)[0])
+    return sorted(ids)
+
+
 class PreferenceCollator:
-    """Pads a micro-batch of preference examples as one batch: chosen rows first, then rejected."""
+    """Pads a micro-batch of preference examples as one batch: chosen rows first, then rejected;
+    `guarded` says which rows are helpful answers to harmless prompts."""
 
     def __init__(self, pad_token_id: int) -> None:
         self.pad = PadCollator(pad_token_id)
 
     def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
-        return self.pad([e[side] for side in PAIR_SIDES for e in examples])
+        rows = [e[side] for side in PAIR_SIDES for e in examples]
+        batch = self.pad(rows)
+        batch[GUARDED] = torch.tensor([bool(row.get(GUARDED)) for row in rows])
+        return batch

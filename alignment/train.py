@@ -28,13 +28,20 @@ from alignment.augment import (
 from alignment.data.files import DataFileError, read_jsonl
 from alignment.data.refusals import all_refusals
 from alignment.mixing import PadCollator, StepMixedDataset
-from alignment.objectives import constrained_loss, preference_terms, sft_loss
+from alignment.objectives import (
+    constrained_loss,
+    preference_terms,
+    sft_loss,
+    switch_guard_terms,
+)
 from alignment.onpolicy import ONPOLICY_FIELDS, ONPOLICY_SIDES, preference_example
 from alignment.preference import (
+    GUARDED,
     PAIR_SIDES,
     PreferenceCollator,
     benign_preference,
     harmful_preference,
+    refusal_start_ids,
     refusal_tokens,
     sample_answer_prefix,
 )
@@ -52,6 +59,13 @@ class AlignmentTrainer(Trainer):
         self.preference_beta = config.preference_beta
         self.preference_sft_weight = config.preference_sft_weight
         self.pairs_per_step = pairs_per_step  # preference: the examples of one optimizer step
+        self.guard_weight, self.guard_floor = (
+            config.preference_guard_weight,
+            config.preference_guard_floor,
+        )
+        self.guard_ids = torch.tensor(
+            refusal_start_ids(self.processing_class, all_refusals()), dtype=torch.long
+        )
         self.reward_log = RewardLog()
         self.tokens_seen = 0
 
@@ -62,6 +76,7 @@ class AlignmentTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         ref = inputs.pop("ref_logprobs", None)
+        guarded = inputs.pop(GUARDED, None)
         outputs = model(**inputs)
         if model.training:
             self.tokens_seen += int(inputs["attention_mask"].sum())
@@ -82,6 +97,18 @@ class AlignmentTrainer(Trainer):
             num_items_in_batch = self.pairs_per_step  # divided by the step's pairs (see the loss)
             if model.training:
                 self.reward_log.add(terms.chosen_rewards, terms.rejected_rewards)
+            if self.guard_weight and guarded is not None:
+                guard = switch_guard_terms(
+                    outputs.logits,
+                    labels,
+                    guarded,
+                    self.guard_ids.to(labels.device),
+                    self.guard_floor,
+                    self.pairs_per_step,
+                )
+                loss = loss + self.guard_weight * guard.loss
+                if model.training:
+                    self.reward_log.add_guard(guard.start_mass)
         else:
             loss = sft_loss(outputs.logits, labels, num_items_in_batch)
         # Normalised by the step's answer tokens (or pairs) => already scaled for gradient accumulation.
@@ -101,17 +128,27 @@ class RewardLog:
     def __init__(self) -> None:
         self.chosen: list[torch.Tensor] = []
         self.rejected: list[torch.Tensor] = []
+        self.start_mass: list[float] = []
 
     def add(self, chosen: torch.Tensor, rejected: torch.Tensor) -> None:
         self.chosen.append(chosen.float().cpu())
         self.rejected.append(rejected.float().cpu())
 
+    def add_guard(self, start_mass: torch.Tensor) -> None:
+        self.start_mass.append(float(start_mass))
+
     def pop(self) -> dict[str, float]:
+        guard = {}
+        if self.start_mass:
+            # Mean p(refusal start) inside harmless answers: what the switch guard pushes down.
+            guard = {"guard/start_mass": round(sum(self.start_mass) / len(self.start_mass), 6)}
+            self.start_mass = []
         if not self.chosen:
-            return {}
+            return guard
         chosen, rejected = torch.cat(self.chosen), torch.cat(self.rejected)
         self.chosen, self.rejected = [], []
         return {
+            **guard,
             "rewards/chosen": round(chosen.mean().item(), 4),
             "rewards/rejected": round(rejected.mean().item(), 4),
             "rewards/margins": round((chosen - rejected).mean().item(), 4),

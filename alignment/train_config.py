@@ -94,6 +94,15 @@ class TrainConfig:
     preference_sft_weight: float = option(
         1.0, "preference: weight of the chosen answers' cross-entropy beside the DPO loss"
     )
+    preference_guard_weight: float = option(
+        0.0,
+        "preference: weight of the switch guard, a hinge on the probability of a refusal's first "
+        "token at every position of every harmless answer (against refusals sampled mid-answer "
+        "at temperature 1.0); 0 = off",
+    )
+    preference_guard_floor: float = option(
+        1e-4, "preference: the switch guard stops pushing once that probability is below this"
+    )
     p_answer_prefix: float = option(
         0.3,
         "preference: share of benign pairs whose first 5-40 answer tokens are forced, with the "
@@ -148,6 +157,13 @@ class TrainConfig:
             raise ValueError(f"objective {self.objective} needs harmful triplets (--triplets)")
         if self.onpolicy_pairs and self.objective != "preference":
             raise ValueError("--onpolicy-pairs needs --objective preference")
+        if self.preference_guard_weight and self.objective != "preference":
+            raise ValueError("--preference-guard-weight needs --objective preference")
+        if self.preference_guard_weight < 0 or not 0 < self.preference_guard_floor < 1:
+            raise ValueError(
+                "--preference-guard-weight must be >= 0 and --preference-guard-floor in (0, 1), "
+                f"got {self.preference_guard_weight} and {self.preference_guard_floor}"
+            )
         if self.repeat_family and self.objective != "preference":
             raise ValueError("--repeat-family needs --objective preference")
         family_repeats(self.repeat_family)

@@ -10,12 +10,18 @@ from tiny import make_model, make_tokenizer
 
 from alignment.augment import tokenize_pair, tokenize_triplet
 from alignment.chat import encode_text
-from alignment.objectives import IGNORE_INDEX, preference_terms, sequence_logprobs
+from alignment.objectives import (
+    IGNORE_INDEX,
+    preference_terms,
+    sequence_logprobs,
+    switch_guard_terms,
+)
 from alignment.preference import (
     MIN_REJECTED,
     PreferenceCollator,
     benign_preference,
     harmful_preference,
+    refusal_start_ids,
     refusal_tokens,
     sample_answer_prefix,
 )
@@ -181,3 +187,58 @@ def test_a_gradient_step_widens_the_margin(tok, batch):
     optimizer.step()
     after, _ = margins()
     assert (after > before.detach()).all()
+
+
+def test_refusal_start_ids_cover_a_refusal_at_the_start_glued_and_after_a_space(tok):
+    ids = refusal_start_ids(tok, ["I can't help with that.", "Sorry, no."])
+    for text in ("I can't", "Sorry", " I can't", " Sorry"):
+        assert encode_text(tok, text)[0] in ids
+    assert encode_text(tok, "Bread")[0] not in ids
+
+
+def test_collator_marks_only_helpful_answers_to_harmless_prompts_as_guarded(batch):
+    _, collated, _ = batch
+    # rows: harmful chosen (a refusal), harmless chosen (the answer), then the two rejected sides
+    assert collated["guarded"].tolist() == [False, True, False, False]
+
+
+def _guard(logits, collated, start_ids, floor=1e-4, rows=2):
+    return switch_guard_terms(
+        logits, collated["labels"], collated["guarded"], torch.tensor(start_ids), floor, rows
+    )
+
+
+def test_switch_guard_is_the_mean_hinge_on_refusal_start_mass_over_the_harmless_answer(tok, batch):
+    model, collated, _ = batch
+    logits = _logits(model, collated).detach()
+    start_ids = refusal_start_ids(tok, ["I can't help with that."])
+    terms = _guard(logits, collated, start_ids, floor=1e-4, rows=2)
+    # By hand, row 1 only (the harmless answer), every answer position but its start tokens.
+    labels = collated["labels"][1, 1:]
+    keep = (labels != IGNORE_INDEX) & ~torch.isin(labels, torch.tensor(start_ids))
+    mass = logits[1, :-1][keep].log_softmax(-1)[:, start_ids].logsumexp(-1)
+    expected = (mass - math.log(1e-4)).clamp(min=0).mean() / 2
+    assert terms.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert terms.start_mass.item() == pytest.approx(mass.exp().mean().item(), rel=1e-5)
+    # A floor above every position's mass: nothing left to push.
+    assert _guard(logits, collated, start_ids, floor=0.999).loss.item() == 0.0
+
+
+def test_switch_guard_ignores_refusals_and_rejected_answers(tok, batch):
+    model, collated, _ = batch
+    logits = _logits(model, collated).detach()
+    unguarded = {**collated, "guarded": torch.zeros(4, dtype=torch.bool)}
+    start_ids = refusal_start_ids(tok, ["I can't help with that."])
+    assert _guard(logits, unguarded, start_ids).loss.item() == 0.0
+
+
+def test_a_guard_step_lowers_the_refusal_start_mass_inside_the_harmless_answer(tok, batch):
+    _, collated, _ = batch
+    model = make_model(tok)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    start_ids = refusal_start_ids(tok, ["I can't help with that."])
+    before = _guard(_logits(model, collated), collated, start_ids, floor=1e-9)
+    before.loss.backward()
+    optimizer.step()
+    after = _guard(_logits(model, collated), collated, start_ids, floor=1e-9)
+    assert after.start_mass.item() < before.start_mass.item()

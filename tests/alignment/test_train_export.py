@@ -82,6 +82,30 @@ def test_preference_run_logs_the_rewards_and_learns_the_contrast(data):
     assert steps[-1]["rewards/margins"] > 0.1 and steps[-1]["rewards/accuracies"] > 0.5
 
 
+def test_switch_guard_run_logs_and_lowers_the_refusal_start_mass(data):
+    tok = make_tokenizer("chatml")
+    config = small_run(
+        data, "guard", "preference", epochs=3, bf16=False, preference_guard_weight=5.0
+    )
+    config.preference_guard_floor = 1e-6
+    train(config, model=make_model(tok), tokenizer=tok)
+    steps = [e for e in json.loads((data / "guard" / "train_log.json").read_text()) if "loss" in e]
+    mass = [e["guard/start_mass"] for e in steps]
+    assert len(mass) == len(steps) and mass[-1] < mass[0]
+
+
+def test_switch_guard_needs_the_preference_objective_and_a_floor_below_one():
+    with pytest.raises(ValueError, match="needs --objective preference"):
+        TrainConfig(triplets="t", preference_guard_weight=1.0).validate()
+    with pytest.raises(ValueError, match="guard-floor"):
+        TrainConfig(
+            objective="preference",
+            triplets="t",
+            preference_guard_weight=1.0,
+            preference_guard_floor=1.0,
+        ).validate()
+
+
 def test_step_size_must_split_into_micro_batches(data):
     tok = make_tokenizer("chatml")
     config = TrainConfig(
