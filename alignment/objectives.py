@@ -174,6 +174,7 @@ def switch_guard_terms(
     start_ids: torch.Tensor,
     floor: float,
     rows_per_step: int,
+    skip: int = 0,
 ) -> GuardTerms:
     """A hinge on the probability of starting a refusal anywhere inside a harmless answer:
 
@@ -186,10 +187,14 @@ def switch_guard_terms(
     six). A preference pair pushes that mass down at one forced start; this pushes it at every
     position of every harmless answer, and stops once it is below `floor`, so the rest of the
     distribution is left alone. Positions whose own next token is a start token ("I" opening a
-    helpful sentence) are skipped. The recovery that deep alignment teaches after harmful
-    prefixes is untouched: only rows in `guarded_rows` (harmless answers) carry the term.
+    helpful sentence) are skipped, and so are each answer's first `skip` tokens: whether to
+    refuse at the start is the preference pairs' decision, which sees the harm in the prompt; a
+    guard there also taught harmful questions to be answered (docs/evaluation.md, PYG). Only rows
+    in `guarded_rows` (harmless answers) carry the term, so the recovery that deep alignment
+    teaches after harmful prefixes has no direct push against it.
     """
     mask = answer_mask(labels) & guarded_rows.bool().unsqueeze(1)
+    mask &= mask.long().cumsum(dim=1) > skip
     shifted_logits, shifted_labels = _shifted(logits, labels)
     mask &= ~torch.isin(shifted_labels, start_ids)
     if not mask.any():

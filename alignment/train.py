@@ -63,6 +63,7 @@ class AlignmentTrainer(Trainer):
             config.preference_guard_weight,
             config.preference_guard_floor,
         )
+        self.guard_skip = config.preference_guard_skip
         self.guard_ids = torch.tensor(
             refusal_start_ids(self.processing_class, all_refusals()), dtype=torch.long
         )
@@ -105,6 +106,7 @@ class AlignmentTrainer(Trainer):
                     self.guard_ids.to(labels.device),
                     self.guard_floor,
                     self.pairs_per_step,
+                    self.guard_skip,
                 )
                 loss = loss + self.guard_weight * guard.loss
                 if model.training:

@@ -103,6 +103,11 @@ class TrainConfig:
     preference_guard_floor: float = option(
         1e-4, "preference: the switch guard stops pushing once that probability is below this"
     )
+    preference_guard_skip: int = option(
+        5,
+        "preference: the switch guard leaves each harmless answer's first N tokens to the "
+        "preference pairs (5: the watch's start window)",
+    )
     p_answer_prefix: float = option(
         0.3,
         "preference: share of benign pairs whose first 5-40 answer tokens are forced, with the "
@@ -163,6 +168,10 @@ class TrainConfig:
             raise ValueError(
                 "--preference-guard-weight must be >= 0 and --preference-guard-floor in (0, 1), "
                 f"got {self.preference_guard_weight} and {self.preference_guard_floor}"
+            )
+        if self.preference_guard_skip < 0:
+            raise ValueError(
+                f"--preference-guard-skip must be >= 0, got {self.preference_guard_skip}"
             )
         if self.repeat_family and self.objective != "preference":
             raise ValueError("--repeat-family needs --objective preference")

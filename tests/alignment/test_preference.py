@@ -202,9 +202,9 @@ def test_collator_marks_only_helpful_answers_to_harmless_prompts_as_guarded(batc
     assert collated["guarded"].tolist() == [False, True, False, False]
 
 
-def _guard(logits, collated, start_ids, floor=1e-4, rows=2):
+def _guard(logits, collated, start_ids, floor=1e-4, rows=2, skip=0):
     return switch_guard_terms(
-        logits, collated["labels"], collated["guarded"], torch.tensor(start_ids), floor, rows
+        logits, collated["labels"], collated["guarded"], torch.tensor(start_ids), floor, rows, skip
     )
 
 
@@ -242,3 +242,19 @@ def test_a_guard_step_lowers_the_refusal_start_mass_inside_the_harmless_answer(t
     optimizer.step()
     after = _guard(_logits(model, collated), collated, start_ids, floor=1e-9)
     assert after.start_mass.item() < before.start_mass.item()
+
+
+def test_switch_guard_leaves_the_answers_first_tokens_to_the_pairs(tok, batch):
+    model, collated, _ = batch
+    logits = _logits(model, collated).detach()
+    start_ids = refusal_start_ids(tok, ["I can't help with that."])
+    labels = collated["labels"][1, 1:]
+    answer = (labels != IGNORE_INDEX).nonzero().squeeze(-1)
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[answer[3:]] = True  # skip=3: the guard starts at the 4th answer token
+    keep &= ~torch.isin(labels, torch.tensor(start_ids))
+    mass = logits[1, :-1][keep].log_softmax(-1)[:, start_ids].logsumexp(-1)
+    expected = (mass - math.log(1e-9)).clamp(min=0).mean() / 2
+    skipped = _guard(logits, collated, start_ids, floor=1e-9, skip=3)
+    assert skipped.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert _guard(logits, collated, start_ids, skip=10_000).loss.item() == 0.0
