@@ -108,9 +108,12 @@ def constrained_loss(
     return per_token.sum() / _normaliser(labels, num_items)
 
 
-def _row_sums(labels: torch.Tensor, per_token: torch.Tensor) -> torch.Tensor:
-    """Sums values laid out like `token_logprobs` (answer tokens, row by row) per row: [batch]."""
-    rows = answer_mask(labels).nonzero()[:, 0]
+def _row_sums(
+    labels: torch.Tensor, per_token: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Sums values laid out like `token_logprobs` (answer tokens, row by row) per row: [batch].
+    `mask` (shifted, like `answer_mask`) names the positions when they are fewer than that."""
+    rows = (answer_mask(labels) if mask is None else mask).nonzero()[:, 0]
     return per_token.new_zeros(labels.shape[0]).index_add(0, rows, per_token)
 
 
@@ -203,8 +206,6 @@ def switch_guard_terms(
     log_probs = shifted_logits[mask].float().log_softmax(dim=-1)
     start_logp = log_probs[:, start_ids].logsumexp(dim=-1)
     per_token = F.relu(start_logp - math.log(floor))
-    rows = mask.nonzero()[:, 0]
-    per_row = per_token.new_zeros(labels.shape[0]).index_add(0, rows, per_token)
-    counts = mask.sum(dim=1).clamp(min=1)
-    loss = (per_row / counts).sum() / rows_per_step
+    per_row = _row_sums(labels, per_token, mask)
+    loss = (per_row / mask.sum(dim=1).clamp(min=1)).sum() / rows_per_step
     return GuardTerms(loss, start_logp.detach().exp().mean())

@@ -59,10 +59,8 @@ class AlignmentTrainer(Trainer):
         self.preference_beta = config.preference_beta
         self.preference_sft_weight = config.preference_sft_weight
         self.pairs_per_step = pairs_per_step  # preference: the examples of one optimizer step
-        self.guard_weight, self.guard_floor = (
-            config.preference_guard_weight,
-            config.preference_guard_floor,
-        )
+        self.guard_weight = config.preference_guard_weight
+        self.guard_floor = config.preference_guard_floor
         self.guard_skip = config.preference_guard_skip
         self.guard_ids = torch.tensor(
             refusal_start_ids(self.processing_class, all_refusals()), dtype=torch.long
