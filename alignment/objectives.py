@@ -16,7 +16,8 @@ Objectives (see docs/alignment.md for the recipes):
   the refusal, and the refusal's first token as the target at every harmful position.
 - `constrained`: token-wise constrained fine-tuning, `constrained_loss` below.
 - `preference`: DPO plus the chosen answers' cross-entropy, `preference_terms`, and optionally the
-  switch guard on harmless answers, `switch_guard_terms`.
+  switch guard on harmless answers, `switch_guard_terms`, and its counterweight on harmful ones,
+  `refusal_anchor_terms`.
 """
 
 from __future__ import annotations
@@ -209,3 +210,44 @@ def switch_guard_terms(
     per_row = _row_sums(labels, per_token, mask)
     loss = (per_row / mask.sum(dim=1).clamp(min=1)).sum() / rows_per_step
     return GuardTerms(loss, start_logp.detach().exp().mean())
+
+
+@dataclass(frozen=True)
+class AnchorTerms:
+    """The refusal anchor's loss of a micro-batch, and the refusal-start mass it saw (logs)."""
+
+    loss: torch.Tensor
+    start_mass: torch.Tensor  # mean p(refusal start) at the anchored rows' first answer token
+
+
+def refusal_anchor_terms(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    anchored_rows: torch.Tensor,
+    start_ids: torch.Tensor,
+    floor: float,
+    rows_per_step: int,
+) -> AnchorTerms:
+    """A hinge holding the probability of starting a refusal up where a refusal is the answer:
+
+        loss = max(0, log floor - log sum_{s in start_ids} p(s | context))
+
+    at the first answer token of each row in `anchored_rows` (refusals of harmful requests, at the
+    answer's start or after a forced harmful prefix), summed over rows, divided by `rows_per_step`.
+
+    Why: the switch guard lowers the same tokens at every position of harmless answers, and the
+    cheapest way to do that is to lower them everywhere, the start of a harmful answer included
+    (docs/evaluation.md, PYG: harmful questions answered from the first token). The sequence-level
+    preference and SFT terms weigh that one token as 1 of ~64; this term prices it on its own, so
+    the model has to tell the prompts apart rather than forget how a refusal starts.
+    """
+    mask = answer_mask(labels) & anchored_rows.bool().unsqueeze(1)
+    mask &= mask.long().cumsum(dim=1) == 1  # the first answer token of each anchored row
+    if not mask.any():
+        zero = logits.sum() * 0.0  # keeps the graph (and DDP's bookkeeping) intact
+        return AnchorTerms(zero, zero.detach())
+    shifted_logits, _ = _shifted(logits, labels)
+    log_probs = shifted_logits[mask].float().log_softmax(dim=-1)
+    start_logp = log_probs[:, start_ids].logsumexp(dim=-1)
+    loss = F.relu(math.log(floor) - start_logp).sum() / rows_per_step
+    return AnchorTerms(loss, start_logp.detach().exp().mean())

@@ -13,6 +13,8 @@ same step, for the same context, so the model is taught the contrast itself:
 
 The chosen side of a harmless pair is marked `guarded`: with `--preference-guard-weight` the
 switch guard also holds the probability of a refusal's first token down at each of its positions.
+The chosen side of a harmful pair (a refusal) is marked `anchored`: with
+`--preference-anchor-weight` the refusal anchor holds that probability up at its first token.
 
 An example is `{"chosen": ex, "rejected": ex}`, each in `alignment.augment`'s layout, and
 `PreferenceCollator` stacks a micro-batch as [chosen rows..., rejected rows...] for
@@ -42,6 +44,9 @@ PAIR_SIDES = ("chosen", "rejected")
 # Marks a helpful answer to a harmless prompt: the rows the switch guard covers
 # (`alignment.objectives.switch_guard_terms`).
 GUARDED = "guarded"
+# Marks a refusal of a harmful request: the rows the refusal anchor covers
+# (`alignment.objectives.refusal_anchor_terms`).
+ANCHORED = "anchored"
 
 
 def answer_row(context: list[int], answer: list[int]) -> dict:
@@ -57,7 +62,7 @@ def harmful_preference(triplet: TokenizedTriplet, k: int, answer_tokens: int = 6
     chosen_answer = chosen["input_ids"][len(context) :][:answer_tokens]
     rejected_answer = triplet.harmful_ids[k : k + answer_tokens]
     return {
-        "chosen": answer_row(context, chosen_answer),
+        "chosen": {**answer_row(context, chosen_answer), ANCHORED: True},
         "rejected": answer_row(context, rejected_answer),
     }
 
@@ -107,7 +112,8 @@ def refusal_start_ids(tokenizer, refusals: Sequence[str]) -> list[int]:
 
 class PreferenceCollator:
     """Pads a micro-batch of preference examples as one batch: chosen rows first, then rejected;
-    `guarded` says which rows are helpful answers to harmless prompts."""
+    `guarded` says which rows are helpful answers to harmless prompts, `anchored` which are
+    refusals of harmful ones."""
 
     def __init__(self, pad_token_id: int) -> None:
         self.pad = PadCollator(pad_token_id)
@@ -115,5 +121,6 @@ class PreferenceCollator:
     def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
         rows = [e[side] for side in PAIR_SIDES for e in examples]
         batch = self.pad(rows)
-        batch[GUARDED] = torch.tensor([bool(row.get(GUARDED)) for row in rows])
+        for marker in (GUARDED, ANCHORED):
+            batch[marker] = torch.tensor([bool(row.get(marker)) for row in rows])
         return batch

@@ -31,11 +31,13 @@ from alignment.mixing import PadCollator, StepMixedDataset
 from alignment.objectives import (
     constrained_loss,
     preference_terms,
+    refusal_anchor_terms,
     sft_loss,
     switch_guard_terms,
 )
 from alignment.onpolicy import ONPOLICY_FIELDS, ONPOLICY_SIDES, preference_example
 from alignment.preference import (
+    ANCHORED,
     GUARDED,
     PAIR_SIDES,
     PreferenceCollator,
@@ -62,7 +64,10 @@ class AlignmentTrainer(Trainer):
         self.guard_weight = config.preference_guard_weight
         self.guard_floor = config.preference_guard_floor
         self.guard_skip = config.preference_guard_skip
-        self.guard_ids = torch.tensor(
+        self.anchor_weight = config.preference_anchor_weight
+        self.anchor_floor = config.preference_anchor_floor
+        # The first tokens of a refusal: what the guard pushes down and the anchor holds up.
+        self.start_ids = torch.tensor(
             refusal_start_ids(self.processing_class, all_refusals()), dtype=torch.long
         )
         self.reward_log = RewardLog()
@@ -76,6 +81,7 @@ class AlignmentTrainer(Trainer):
         labels = inputs.pop("labels")
         ref = inputs.pop("ref_logprobs", None)
         guarded = inputs.pop(GUARDED, None)
+        anchored = inputs.pop(ANCHORED, None)
         outputs = model(**inputs)
         if model.training:
             self.tokens_seen += int(inputs["attention_mask"].sum())
@@ -101,14 +107,26 @@ class AlignmentTrainer(Trainer):
                     outputs.logits,
                     labels,
                     guarded,
-                    self.guard_ids.to(labels.device),
+                    self.start_ids.to(labels.device),
                     self.guard_floor,
                     self.pairs_per_step,
                     self.guard_skip,
                 )
                 loss = loss + self.guard_weight * guard.loss
                 if model.training:
-                    self.reward_log.add_guard(guard.start_mass)
+                    self.reward_log.add_mass("guard/start_mass", guard.start_mass)
+            if self.anchor_weight and anchored is not None:
+                anchor = refusal_anchor_terms(
+                    outputs.logits,
+                    labels,
+                    anchored,
+                    self.start_ids.to(labels.device),
+                    self.anchor_floor,
+                    self.pairs_per_step,
+                )
+                loss = loss + self.anchor_weight * anchor.loss
+                if model.training:
+                    self.reward_log.add_mass("anchor/start_mass", anchor.start_mass)
         else:
             loss = sft_loss(outputs.logits, labels, num_items_in_batch)
         # Normalised by the step's answer tokens (or pairs) => already scaled for gradient accumulation.
@@ -128,27 +146,25 @@ class RewardLog:
     def __init__(self) -> None:
         self.chosen: list[torch.Tensor] = []
         self.rejected: list[torch.Tensor] = []
-        self.start_mass: list[float] = []
+        # Mean p(refusal start) where the guard pushes it down / the anchor holds it up.
+        self.masses: dict[str, list[float]] = {}
 
     def add(self, chosen: torch.Tensor, rejected: torch.Tensor) -> None:
         self.chosen.append(chosen.float().cpu())
         self.rejected.append(rejected.float().cpu())
 
-    def add_guard(self, start_mass: torch.Tensor) -> None:
-        self.start_mass.append(float(start_mass))
+    def add_mass(self, name: str, start_mass: torch.Tensor) -> None:
+        self.masses.setdefault(name, []).append(float(start_mass))
 
     def pop(self) -> dict[str, float]:
-        guard = {}
-        if self.start_mass:
-            # Mean p(refusal start) inside harmless answers: what the switch guard pushes down.
-            guard = {"guard/start_mass": round(sum(self.start_mass) / len(self.start_mass), 6)}
-            self.start_mass = []
+        masses = {name: round(sum(v) / len(v), 6) for name, v in self.masses.items()}
+        self.masses = {}
         if not self.chosen:
-            return guard
+            return masses
         chosen, rejected = torch.cat(self.chosen), torch.cat(self.rejected)
         self.chosen, self.rejected = [], []
         return {
-            **guard,
+            **masses,
             "rewards/chosen": round(chosen.mean().item(), 4),
             "rewards/rejected": round(rejected.mean().item(), 4),
             "rewards/margins": round((chosen - rejected).mean().item(), 4),

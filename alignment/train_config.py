@@ -108,6 +108,15 @@ class TrainConfig:
         "preference: the switch guard leaves each harmless answer's first N tokens to the "
         "preference pairs (5: the watch's start window)",
     )
+    preference_anchor_weight: float = option(
+        0.0,
+        "preference: weight of the refusal anchor, a hinge holding the probability of a refusal's "
+        "first token up at the start of every refusal of a harmful request (the switch guard's "
+        "counterweight); 0 = off",
+    )
+    preference_anchor_floor: float = option(
+        0.9, "preference: the refusal anchor stops pushing once that probability is above this"
+    )
     p_answer_prefix: float = option(
         0.3,
         "preference: share of benign pairs whose first 5-40 answer tokens are forced, with the "
@@ -168,6 +177,13 @@ class TrainConfig:
             raise ValueError(
                 "--preference-guard-weight must be >= 0 and --preference-guard-floor in (0, 1), "
                 f"got {self.preference_guard_weight} and {self.preference_guard_floor}"
+            )
+        if self.preference_anchor_weight and self.objective != "preference":
+            raise ValueError("--preference-anchor-weight needs --objective preference")
+        if self.preference_anchor_weight < 0 or not 0 < self.preference_anchor_floor < 1:
+            raise ValueError(
+                "--preference-anchor-weight must be >= 0 and --preference-anchor-floor in (0, 1), "
+                f"got {self.preference_anchor_weight} and {self.preference_anchor_floor}"
             )
         if self.preference_guard_skip < 0:
             raise ValueError(

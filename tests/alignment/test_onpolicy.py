@@ -116,6 +116,10 @@ def test_a_mined_row_becomes_a_pair_that_shares_its_context_and_trains_only_the_
     assert answers[1].replace(" ", "") == (row["rejected"] + "<|im_end|>").replace(" ", "")
     short = preference_example(tok, row, answer_tokens=3)
     assert sum(label != IGNORE_INDEX for label in short["rejected"]["labels"]) == 3
+    # A helpful answer is the switch guard's; a refusal of a harmful prompt the anchor's.
+    assert pair["chosen"]["guarded"] and not pair["chosen"]["anchored"]
+    harmful = preference_example(tok, {**row, "side": "harmful", "context": ""})
+    assert harmful["chosen"]["anchored"] and not harmful["chosen"]["guarded"]
 
 
 def test_onpolicy_pairs_join_the_preference_run_on_their_side(tmp_path):

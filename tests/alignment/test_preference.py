@@ -13,6 +13,7 @@ from alignment.chat import encode_text
 from alignment.objectives import (
     IGNORE_INDEX,
     preference_terms,
+    refusal_anchor_terms,
     sequence_logprobs,
     switch_guard_terms,
 )
@@ -202,6 +203,11 @@ def test_collator_marks_only_helpful_answers_to_harmless_prompts_as_guarded(batc
     assert collated["guarded"].tolist() == [False, True, False, False]
 
 
+def test_collator_marks_only_refusals_of_harmful_prompts_as_anchored(batch):
+    _, collated, _ = batch
+    assert collated["anchored"].tolist() == [True, False, False, False]
+
+
 def _guard(logits, collated, start_ids, floor=1e-4, rows=2, skip=0):
     return switch_guard_terms(
         logits, collated["labels"], collated["guarded"], torch.tensor(start_ids), floor, rows, skip
@@ -258,3 +264,39 @@ def test_switch_guard_leaves_the_answers_first_tokens_to_the_pairs(tok, batch):
     skipped = _guard(logits, collated, start_ids, floor=1e-9, skip=3)
     assert skipped.loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert _guard(logits, collated, start_ids, skip=10_000).loss.item() == 0.0
+
+
+def _anchor(logits, collated, start_ids, floor=0.9, rows=2):
+    return refusal_anchor_terms(
+        logits, collated["labels"], collated["anchored"], torch.tensor(start_ids), floor, rows
+    )
+
+
+def test_refusal_anchor_is_the_hinge_on_refusal_start_mass_at_the_refusals_first_token(tok, batch):
+    model, collated, _ = batch
+    logits = _logits(model, collated).detach()
+    start_ids = refusal_start_ids(tok, ["I can't help with that."])
+    # By hand: row 0 (the refusal), at the position that predicts its first answer token only.
+    first = (collated["labels"][0, 1:] != IGNORE_INDEX).nonzero()[0, 0]
+    mass = logits[0, first].log_softmax(-1)[start_ids].logsumexp(-1)
+    terms = _anchor(logits, collated, start_ids, floor=0.999999)
+    assert terms.loss.item() == pytest.approx((math.log(0.999999) - mass).item() / 2, rel=1e-5)
+    assert terms.start_mass.item() == pytest.approx(mass.exp().item(), rel=1e-5)
+    # A floor below the mass there: nothing left to hold up.
+    low = mass.exp().item() / 2
+    assert _anchor(logits, collated, start_ids, floor=low).loss.item() == 0.0
+    # Helpful answers and rejected sides are never anchored.
+    unanchored = {**collated, "anchored": torch.zeros(4, dtype=torch.bool)}
+    assert _anchor(logits, unanchored, start_ids).loss.item() == 0.0
+
+
+def test_an_anchor_step_raises_the_refusal_start_mass_where_the_refusal_begins(tok, batch):
+    _, collated, _ = batch
+    model = make_model(tok)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    start_ids = refusal_start_ids(tok, ["I can't help with that."])
+    before = _anchor(_logits(model, collated), collated, start_ids, floor=0.999999)
+    before.loss.backward()
+    optimizer.step()
+    after = _anchor(_logits(model, collated), collated, start_ids, floor=0.999999)
+    assert after.start_mass.item() > before.start_mass.item()

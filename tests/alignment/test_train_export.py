@@ -94,6 +94,30 @@ def test_switch_guard_run_logs_and_lowers_the_refusal_start_mass(data):
     assert len(mass) == len(steps) and mass[-1] < mass[0]
 
 
+def test_refusal_anchor_run_logs_and_raises_the_refusal_start_mass(data):
+    tok = make_tokenizer("chatml")
+    config = small_run(
+        data, "anchor", "preference", epochs=3, bf16=False, preference_anchor_weight=5.0
+    )
+    config.preference_anchor_floor = 0.999
+    train(config, model=make_model(tok), tokenizer=tok)
+    steps = [e for e in json.loads((data / "anchor" / "train_log.json").read_text()) if "loss" in e]
+    mass = [e["anchor/start_mass"] for e in steps]
+    assert len(mass) == len(steps) and mass[-1] > mass[0]
+
+
+def test_refusal_anchor_needs_the_preference_objective_and_a_floor_below_one():
+    with pytest.raises(ValueError, match="needs --objective preference"):
+        TrainConfig(triplets="t", preference_anchor_weight=1.0).validate()
+    with pytest.raises(ValueError, match="anchor-floor"):
+        TrainConfig(
+            objective="preference",
+            triplets="t",
+            preference_anchor_weight=1.0,
+            preference_anchor_floor=0.0,
+        ).validate()
+
+
 def test_switch_guard_needs_the_preference_objective_and_a_floor_below_one():
     with pytest.raises(ValueError, match="needs --objective preference"):
         TrainConfig(triplets="t", preference_guard_weight=1.0).validate()
