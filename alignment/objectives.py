@@ -232,8 +232,8 @@ def refusal_anchor_terms(
 
         loss = max(0, log floor - log sum_{s in start_ids} p(s | context))
 
-    at the first answer token of each row in `anchored_rows` (refusals of harmful requests, at the
-    answer's start or after a forced harmful prefix), summed over rows, divided by `rows_per_step`.
+    at the first answer token of each row in `anchored_rows` (refusals of harmful requests from
+    the answer's start, `alignment.preference`), summed over rows, divided by `rows_per_step`.
 
     Why: the switch guard lowers the same tokens at every position of harmless answers, and the
     cheapest way to do that is to lower them everywhere, the start of a harmful answer included

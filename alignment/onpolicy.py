@@ -209,7 +209,7 @@ def preference_example(tokenizer, row: dict, answer_tokens: int = 64, system: st
         "chosen": {
             **answer_row(context, chosen[:answer_tokens]),
             GUARDED: row["side"] != "harmful",
-            ANCHORED: row["side"] == "harmful",
+            ANCHORED: row["side"] == "harmful" and not start,
         },
         "rejected": answer_row(context, rejected[:answer_tokens]),
     }

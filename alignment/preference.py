@@ -13,8 +13,9 @@ same step, for the same context, so the model is taught the contrast itself:
 
 The chosen side of a harmless pair is marked `guarded`: with `--preference-guard-weight` the
 switch guard also holds the probability of a refusal's first token down at each of its positions.
-The chosen side of a harmful pair (a refusal) is marked `anchored`: with
-`--preference-anchor-weight` the refusal anchor holds that probability up at its first token.
+The chosen side of a harmful pair with nothing forced (a refusal from the answer's start) is
+marked `anchored`: with `--preference-anchor-weight` the refusal anchor holds that probability up
+at its first token.
 
 An example is `{"chosen": ex, "rejected": ex}`, each in `alignment.augment`'s layout, and
 `PreferenceCollator` stacks a micro-batch as [chosen rows..., rejected rows...] for
@@ -44,7 +45,7 @@ PAIR_SIDES = ("chosen", "rejected")
 # Marks a helpful answer to a harmless prompt: the rows the switch guard covers
 # (`alignment.objectives.switch_guard_terms`).
 GUARDED = "guarded"
-# Marks a refusal of a harmful request: the rows the refusal anchor covers
+# Marks a refusal of a harmful request from the answer's start: the rows the refusal anchor covers
 # (`alignment.objectives.refusal_anchor_terms`).
 ANCHORED = "anchored"
 
@@ -62,7 +63,9 @@ def harmful_preference(triplet: TokenizedTriplet, k: int, answer_tokens: int = 6
     chosen_answer = chosen["input_ids"][len(context) :][:answer_tokens]
     rejected_answer = triplet.harmful_ids[k : k + answer_tokens]
     return {
-        "chosen": {**answer_row(context, chosen_answer), ANCHORED: True},
+        # Only a refusal at the answer's start is anchored: holding a refusal's first token up
+        # after a forced prefix taught harmless answers to switch there (docs/evaluation.md).
+        "chosen": {**answer_row(context, chosen_answer), ANCHORED: k == 0},
         "rejected": answer_row(context, rejected_answer),
     }
 
@@ -113,7 +116,7 @@ def refusal_start_ids(tokenizer, refusals: Sequence[str]) -> list[int]:
 class PreferenceCollator:
     """Pads a micro-batch of preference examples as one batch: chosen rows first, then rejected;
     `guarded` says which rows are helpful answers to harmless prompts, `anchored` which are
-    refusals of harmful ones."""
+    refusals of harmful ones from the answer's start."""
 
     def __init__(self, pad_token_id: int) -> None:
         self.pad = PadCollator(pad_token_id)

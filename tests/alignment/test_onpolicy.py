@@ -120,6 +120,8 @@ def test_a_mined_row_becomes_a_pair_that_shares_its_context_and_trains_only_the_
     assert pair["chosen"]["guarded"] and not pair["chosen"]["anchored"]
     harmful = preference_example(tok, {**row, "side": "harmful", "context": ""})
     assert harmful["chosen"]["anchored"] and not harmful["chosen"]["guarded"]
+    recovery = preference_example(tok, {**row, "side": "harmful"})
+    assert not recovery["chosen"]["anchored"]  # after a forced start: not the answer's start
 
 
 def test_onpolicy_pairs_join_the_preference_run_on_their_side(tmp_path):

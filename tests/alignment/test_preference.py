@@ -203,9 +203,15 @@ def test_collator_marks_only_helpful_answers_to_harmless_prompts_as_guarded(batc
     assert collated["guarded"].tolist() == [False, True, False, False]
 
 
-def test_collator_marks_only_refusals_of_harmful_prompts_as_anchored(batch):
+def test_only_a_refusal_from_the_answers_start_is_anchored(tok, batch):
     _, collated, _ = batch
-    assert collated["anchored"].tolist() == [True, False, False, False]
+    # the batch's harmful pair forces 3 harmful tokens: its refusal is a recovery, not anchored
+    assert collated["anchored"].tolist() == [False, False, False, False]
+    triplet = tokenize_triplet(tok, "Pick a lock", HARMFUL, "I cannot help with that.")
+    pair = harmful_preference(triplet, k=0)
+    assert pair["chosen"]["anchored"] and not pair["rejected"].get("anchored")
+    collated = PreferenceCollator(tok.pad_token_id)([pair])
+    assert collated["anchored"].tolist() == [True, False]
 
 
 def _guard(logits, collated, start_ids, floor=1e-4, rows=2, skip=0):
@@ -266,9 +272,9 @@ def test_switch_guard_leaves_the_answers_first_tokens_to_the_pairs(tok, batch):
     assert _guard(logits, collated, start_ids, skip=10_000).loss.item() == 0.0
 
 
-def _anchor(logits, collated, start_ids, floor=0.9, rows=2):
+def _anchor(logits, collated, start_ids, floor=0.9, rows=2, anchored=(True, False, False, False)):
     return refusal_anchor_terms(
-        logits, collated["labels"], collated["anchored"], torch.tensor(start_ids), floor, rows
+        logits, collated["labels"], torch.tensor(anchored), torch.tensor(start_ids), floor, rows
     )
 
 
@@ -285,9 +291,8 @@ def test_refusal_anchor_is_the_hinge_on_refusal_start_mass_at_the_refusals_first
     # A floor below the mass there: nothing left to hold up.
     low = mass.exp().item() / 2
     assert _anchor(logits, collated, start_ids, floor=low).loss.item() == 0.0
-    # Helpful answers and rejected sides are never anchored.
-    unanchored = {**collated, "anchored": torch.zeros(4, dtype=torch.bool)}
-    assert _anchor(logits, unanchored, start_ids).loss.item() == 0.0
+    # Rows not marked carry nothing.
+    assert _anchor(logits, collated, start_ids, anchored=(False,) * 4).loss.item() == 0.0
 
 
 def test_an_anchor_step_raises_the_refusal_start_mass_where_the_refusal_begins(tok, batch):
