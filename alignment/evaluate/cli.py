@@ -200,6 +200,26 @@ def register(subparsers) -> None:
     p.set_defaults(func=commands.run_breadth, max_new_tokens=48)
 
     p = sub.add_parser(
+        "start-mass",
+        help="p(a refusal's first token) at the answer's start on breadth's prompts, by family "
+        "and set: what greedy refusal is decided by, in a minute, without generating",
+    )
+    _model_args(p, endpoint=False), _out_arg(p, "start_mass")
+    p.add_argument(
+        "--xstest", default=XSTEST_HINT, help="XSTest-safe prompts (the harmless look-alikes)"
+    )
+    p.add_argument(
+        "--per-family", type=int, default=10, help="held-out harmful prompts per phrasing family"
+    )
+    p.add_argument("--n-xstest", type=int, default=60, help="XSTest-safe prompts (seeded sample)")
+    p.add_argument(
+        "--triplets",
+        help="triplets.jsonl a recipe trained on: its harmful prompts are measured too",
+    )
+    p.add_argument("--n-training", type=int, default=120, help="training prompts (seeded sample)")
+    p.set_defaults(func=commands.run_start_mass)
+
+    p = sub.add_parser(
         "spot-check",
         help="draw answers of a breadth result to label by hand, or score the "
         "judges against a labelled sample",

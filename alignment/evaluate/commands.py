@@ -221,6 +221,32 @@ def run_recovery(args) -> int:
     return 0
 
 
+def run_start_mass(args) -> int:
+    import random
+
+    from alignment.data.files import read_jsonl
+    from alignment.evaluate.breadth import harmful_items, harmless_items
+    from alignment.evaluate.sources import load_prompts
+    from alignment.evaluate.start_mass import evaluate_start_mass
+    from alignment.models import load_model
+
+    started = time.perf_counter()
+    items = harmful_items(args.per_family) + harmless_items(
+        load_prompts(args.xstest), args.n_xstest
+    )
+    training = []
+    if args.triplets:
+        training = [row["prompt"] for row in read_jsonl(args.triplets, required=("prompt",))]
+        training = random.Random(0).sample(training, min(args.n_training, len(training)))
+    model, tokenizer = load_model(args.model)
+    result = evaluate_start_mass(model, tokenizer, items, training)
+    result.update(kind="start-mass", model=_label(args))
+    _save(result, args.out, started)
+    sides = ", ".join(f"{k} {v['mean']:.3f}" for k, v in result["by_side"].items())
+    print(f"p(refusal start) at the answer's first token: {sides} -> {args.out}")
+    return 0
+
+
 def run_breadth(args) -> int:
     from alignment.evaluate.breadth import (
         api_default_samplings,
