@@ -202,7 +202,7 @@ def register(subparsers) -> None:
     p = sub.add_parser(
         "start-mass",
         help="p(a refusal's first token) at the answer's start on breadth's prompts, by family "
-        "and set: what greedy refusal is decided by, in a minute, without generating",
+        "and set: what greedy refusal is decided by, without generating",
     )
     _model_args(p, endpoint=False), _out_arg(p, "start_mass")
     p.add_argument(

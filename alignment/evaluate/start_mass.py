@@ -1,5 +1,5 @@
 """How likely a model is to open its answer with a refusal: p(a refusal's first token) at the
-answer's first position, one teacher-forced pass per prompt, no generation (a minute a model).
+answer's first position, one teacher-forced pass per prompt, no generation.
 
 Greedy refusal is decided there: a model refuses a prompt greedily when that probability wins
 the first token, and at temperature 1.0 it refuses about that often. It shows what a recipe moved
