@@ -1,12 +1,13 @@
 """How likely a model is to open its answer with a refusal: p(a refusal's first token) at the
 answer's first position, one teacher-forced pass per prompt, no generation.
 
-Greedy refusal is decided there: a model refuses a prompt greedily when that probability wins
-the first token, and at temperature 1.0 it refuses about that often. It shows what a recipe moved
-before any answer is judged: the switch guard lowered it on the held-out families that read like
-harmless questions, the refusal anchor raised it everywhere (docs/evaluation.md). The tokens are
-the refusal bank's first tokens (`alignment.preference.refusal_start_ids`), the set the guard
-and the anchor train.
+Greedy refusal is mostly decided there: a refusal starts greedily when one of those tokens wins
+the first position, and at temperature 1.0 about that often (an "I" can also open a helpful
+answer, "I'm glad to ...", so this bounds the refusals that start from above). It shows what a
+recipe moved before any answer is judged: the switch guard lowered it on the held-out families
+that read like harmless questions, the refusal anchor raised it everywhere (docs/evaluation.md).
+The tokens are the refusal bank's first tokens (`alignment.preference.refusal_start_ids`), the
+set the guard and the anchor train.
 """
 
 from __future__ import annotations
