@@ -163,6 +163,15 @@ def preference_terms(
     return PreferenceTerms(loss / pairs_per_step, chosen.detach(), rejected.detach())
 
 
+def _start_logp(
+    shifted_logits: torch.Tensor, mask: torch.Tensor, start_ids: torch.Tensor
+) -> torch.Tensor:
+    """log p(any refusal start token) at the masked positions (float32): what the switch guard
+    pushes down and the refusal anchor holds up."""
+    log_probs = shifted_logits[mask].float().log_softmax(dim=-1)
+    return log_probs[:, start_ids].logsumexp(dim=-1)
+
+
 @dataclass(frozen=True)
 class GuardTerms:
     """The switch guard's loss of a micro-batch, and how much refusal-start mass it saw (logs)."""
@@ -204,8 +213,7 @@ def switch_guard_terms(
     if not mask.any():
         zero = logits.sum() * 0.0  # keeps the graph (and DDP's bookkeeping) intact
         return GuardTerms(zero, zero.detach())
-    log_probs = shifted_logits[mask].float().log_softmax(dim=-1)
-    start_logp = log_probs[:, start_ids].logsumexp(dim=-1)
+    start_logp = _start_logp(shifted_logits, mask, start_ids)
     per_token = F.relu(start_logp - math.log(floor))
     per_row = _row_sums(labels, per_token, mask)
     loss = (per_row / mask.sum(dim=1).clamp(min=1)).sum() / rows_per_step
@@ -247,7 +255,6 @@ def refusal_anchor_terms(
         zero = logits.sum() * 0.0  # keeps the graph (and DDP's bookkeeping) intact
         return AnchorTerms(zero, zero.detach())
     shifted_logits, _ = _shifted(logits, labels)
-    log_probs = shifted_logits[mask].float().log_softmax(dim=-1)
-    start_logp = log_probs[:, start_ids].logsumexp(dim=-1)
+    start_logp = _start_logp(shifted_logits, mask, start_ids)
     loss = F.relu(math.log(floor) - start_logp).sum() / rows_per_step
     return AnchorTerms(loss, start_logp.detach().exp().mean())

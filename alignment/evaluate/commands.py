@@ -221,19 +221,24 @@ def run_recovery(args) -> int:
     return 0
 
 
+def _breadth_items(args):
+    """The held-out harmful prompts per family and the harmless ones that `eval breadth` and
+    `eval start-mass` share."""
+    from alignment.evaluate.breadth import harmful_items, harmless_items
+    from alignment.evaluate.sources import load_prompts
+
+    return harmful_items(args.per_family) + harmless_items(load_prompts(args.xstest), args.n_xstest)
+
+
 def run_start_mass(args) -> int:
     import random
 
     from alignment.data.files import read_jsonl
-    from alignment.evaluate.breadth import harmful_items, harmless_items
-    from alignment.evaluate.sources import load_prompts
     from alignment.evaluate.start_mass import evaluate_start_mass
     from alignment.models import load_model
 
     started = time.perf_counter()
-    items = harmful_items(args.per_family) + harmless_items(
-        load_prompts(args.xstest), args.n_xstest
-    )
+    items = _breadth_items(args)
     training = []
     if args.triplets:
         training = [row["prompt"] for row in read_jsonl(args.triplets, required=("prompt",))]
@@ -248,18 +253,10 @@ def run_start_mass(args) -> int:
 
 
 def run_breadth(args) -> int:
-    from alignment.evaluate.breadth import (
-        api_default_samplings,
-        evaluate_breadth,
-        harmful_items,
-        harmless_items,
-    )
-    from alignment.evaluate.sources import load_prompts
+    from alignment.evaluate.breadth import api_default_samplings, evaluate_breadth
 
     started = time.perf_counter()
-    items = harmful_items(args.per_family) + harmless_items(
-        load_prompts(args.xstest), args.n_xstest
-    )
+    items = _breadth_items(args)
 
     def save_partial(partial: dict) -> None:
         _save(

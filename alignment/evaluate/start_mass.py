@@ -23,15 +23,15 @@ def refusal_start_mass(model, tokenizer, prompts: Sequence[str], start_ids: Sequ
     """p(any of `start_ids`) as the first answer token of each prompt (chat template applied)."""
     from alignment.chat import render_prompt
 
-    ids = torch.tensor(list(start_ids))
     device = next(model.parameters()).device
+    ids = torch.tensor(list(start_ids), device=device)
     masses = []
     with torch.inference_mode():
         for prompt in prompts:
             # One prompt per pass: no padding, so positions are exactly those of serving.
             encoded = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)
             logits = model(torch.tensor([encoded["input_ids"]], device=device)).logits[0, -1]
-            masses.append(logits.float().softmax(dim=-1)[ids.to(device)].sum().item())
+            masses.append(logits.float().softmax(dim=-1)[ids].sum().item())
     return masses
 
 
