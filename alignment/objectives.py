@@ -177,7 +177,7 @@ class GuardTerms:
     """The switch guard's loss of a micro-batch, and how much refusal-start mass it saw (logs)."""
 
     loss: torch.Tensor
-    start_mass: torch.Tensor  # mean p(refusal start) over the guarded positions, detached
+    start_mass: torch.Tensor | None  # mean p(refusal start) over the guarded positions; None: none
 
 
 def switch_guard_terms(
@@ -212,7 +212,7 @@ def switch_guard_terms(
     mask &= ~torch.isin(shifted_labels, start_ids)
     if not mask.any():
         zero = logits.sum() * 0.0  # keeps the graph (and DDP's bookkeeping) intact
-        return GuardTerms(zero, zero.detach())
+        return GuardTerms(zero, None)
     start_logp = _start_logp(shifted_logits, mask, start_ids)
     per_token = F.relu(start_logp - math.log(floor))
     per_row = _row_sums(labels, per_token, mask)
@@ -225,7 +225,9 @@ class AnchorTerms:
     """The refusal anchor's loss of a micro-batch, and the refusal-start mass it saw (logs)."""
 
     loss: torch.Tensor
-    start_mass: torch.Tensor  # mean p(refusal start) at the anchored rows' first answer token
+    # Mean p(refusal start) at the anchored / capped rows' first answer token; None without rows.
+    start_mass: torch.Tensor | None
+    capped_mass: torch.Tensor | None
 
 
 def refusal_anchor_terms(
@@ -235,6 +237,8 @@ def refusal_anchor_terms(
     start_ids: torch.Tensor,
     floor: float,
     rows_per_step: int,
+    capped_rows: torch.Tensor | None = None,
+    ceiling: float | None = None,
 ) -> AnchorTerms:
     """A hinge holding the probability of starting a refusal up where a refusal is the answer:
 
@@ -242,19 +246,33 @@ def refusal_anchor_terms(
 
     at the first answer token of each row in `anchored_rows` (refusals of harmful requests from
     the answer's start, `alignment.preference`), summed over rows, divided by `rows_per_step`.
+    With a `ceiling`, its mirror holds the same probability down at the first answer token of each
+    row in `capped_rows` (helpful answers to harmless prompts from the answer's start):
+
+        loss += max(0, log sum_{s in start_ids} p(s | context) - log ceiling)
 
     Why: the switch guard lowers the same tokens at every position of harmless answers, and the
     cheapest way to do that is to lower them everywhere, the start of a harmful answer included
-    (docs/evaluation.md, PYG: harmful questions answered from the first token). The sequence-level
-    preference and SFT terms weigh that one token as 1 of ~64; this term prices it on its own, so
-    the model has to tell the prompts apart rather than forget how a refusal starts.
+    (docs/evaluation.md, PYG). The sequence-level preference and SFT terms weigh that one token as
+    1 of ~64; this term prices it on its own. Held up on one side only, it was cheapest to raise
+    it for every prompt, harmless look-alikes included (PYGAs); with both sides at the same
+    position the model has to tell the prompts apart rather than move the token for all of them.
+    Rows whose own first token is a start token ("I'd be glad to ...") are not capped.
     """
-    mask = answer_mask(labels) & anchored_rows.bool().unsqueeze(1)
-    mask &= mask.long().cumsum(dim=1) == 1  # the first answer token of each anchored row
-    if not mask.any():
-        zero = logits.sum() * 0.0  # keeps the graph (and DDP's bookkeeping) intact
-        return AnchorTerms(zero, zero.detach())
-    shifted_logits, _ = _shifted(logits, labels)
-    start_logp = _start_logp(shifted_logits, mask, start_ids)
-    loss = F.relu(math.log(floor) - start_logp).sum() / rows_per_step
-    return AnchorTerms(loss, start_logp.detach().exp().mean())
+    shifted_logits, shifted_labels = _shifted(logits, labels)
+    first = answer_mask(labels)
+    first &= first.long().cumsum(dim=1) == 1  # each row's first answer token
+    anchored = first & anchored_rows.bool().unsqueeze(1)
+    capped = torch.zeros_like(first)
+    if ceiling is not None and capped_rows is not None:
+        capped = first & capped_rows.bool().unsqueeze(1) & ~torch.isin(shifted_labels, start_ids)
+    zero = logits.sum() * 0.0  # keeps the graph (and DDP's bookkeeping) intact
+    loss, masses = zero, []
+    for mask, bound, sign in ((anchored, floor, -1.0), (capped, ceiling, 1.0)):
+        if not mask.any():
+            masses.append(None)
+            continue
+        start_logp = _start_logp(shifted_logits, mask, start_ids)
+        loss = loss + F.relu(sign * (start_logp - math.log(bound))).sum()
+        masses.append(start_logp.detach().exp().mean())
+    return AnchorTerms(loss / rows_per_step, *masses)

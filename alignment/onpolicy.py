@@ -198,7 +198,7 @@ def _continue_helpfully(
 def preference_example(tokenizer, row: dict, answer_tokens: int = 64, system: str | None = None):
     """A mined row as a `{"chosen", "rejected"}` preference example (`alignment.preference`)."""
     from alignment.chat import encode_text, encode_turn
-    from alignment.preference import ANCHORED, GUARDED, answer_row
+    from alignment.preference import ANCHORED, CAPPED, GUARDED, answer_row
 
     start = row.get("context") or ""
     turn = encode_turn(tokenizer, row["prompt"], start + row["chosen"], system)
@@ -210,6 +210,7 @@ def preference_example(tokenizer, row: dict, answer_tokens: int = 64, system: st
             **answer_row(context, chosen[:answer_tokens]),
             GUARDED: row["side"] != "harmful",
             ANCHORED: row["side"] == "harmful" and not start,
+            CAPPED: row["side"] != "harmful" and not start,
         },
         "rejected": answer_row(context, rejected[:answer_tokens]),
     }

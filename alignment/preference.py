@@ -15,7 +15,8 @@ The chosen side of a harmless pair is marked `guarded`: with `--preference-guard
 switch guard also holds the probability of a refusal's first token down at each of its positions.
 The chosen side of a harmful pair with nothing forced (a refusal from the answer's start) is
 marked `anchored`: with `--preference-anchor-weight` the refusal anchor holds that probability up
-at its first token.
+at its first token. The chosen side of a harmless pair with nothing forced is marked `capped`: with
+`--preference-anchor-ceiling` the anchor also holds that probability down at its first token.
 
 An example is `{"chosen": ex, "rejected": ex}`, each in `alignment.augment`'s layout, and
 `PreferenceCollator` stacks a micro-batch as [chosen rows..., rejected rows...] for
@@ -48,6 +49,11 @@ GUARDED = "guarded"
 # Marks a refusal of a harmful request from the answer's start: the rows the refusal anchor covers
 # (`alignment.objectives.refusal_anchor_terms`).
 ANCHORED = "anchored"
+# Marks a helpful answer to a harmless prompt from the answer's start: the rows whose first token
+# the refusal anchor's ceiling holds down (`alignment.objectives.refusal_anchor_terms`).
+CAPPED = "capped"
+# Every row marker, in the order `PreferenceCollator` adds them to a batch.
+ROW_MARKERS = (GUARDED, ANCHORED, CAPPED)
 
 
 def answer_row(context: list[int], answer: list[int]) -> dict:
@@ -83,7 +89,11 @@ def benign_preference(
     k = max(0, min(k, len(turn.answer_ids) - 1))
     context = turn.prompt_ids + turn.answer_ids[:k]
     return {
-        "chosen": {**answer_row(context, answer[k:][:answer_tokens]), GUARDED: True},
+        "chosen": {
+            **answer_row(context, answer[k:][:answer_tokens]),
+            GUARDED: True,
+            CAPPED: k == 0,
+        },
         "rejected": answer_row(context, refusal_ids[:answer_tokens]),
     }
 
@@ -116,7 +126,8 @@ def refusal_start_ids(tokenizer, refusals: Sequence[str]) -> list[int]:
 class PreferenceCollator:
     """Pads a micro-batch of preference examples as one batch: chosen rows first, then rejected;
     `guarded` says which rows are helpful answers to harmless prompts, `anchored` which are
-    refusals of harmful ones from the answer's start."""
+    refusals of harmful ones from the answer's start, `capped` which are helpful answers from the
+    answer's start."""
 
     def __init__(self, pad_token_id: int) -> None:
         self.pad = PadCollator(pad_token_id)
@@ -124,6 +135,6 @@ class PreferenceCollator:
     def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
         rows = [e[side] for side in PAIR_SIDES for e in examples]
         batch = self.pad(rows)
-        for marker in (GUARDED, ANCHORED):
+        for marker in ROW_MARKERS:
             batch[marker] = torch.tensor([bool(row.get(marker)) for row in rows])
         return batch

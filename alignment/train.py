@@ -38,6 +38,7 @@ from alignment.objectives import (
 from alignment.onpolicy import ONPOLICY_FIELDS, ONPOLICY_SIDES, preference_example
 from alignment.preference import (
     ANCHORED,
+    CAPPED,
     GUARDED,
     PAIR_SIDES,
     PreferenceCollator,
@@ -66,6 +67,7 @@ class AlignmentTrainer(Trainer):
         self.guard_skip = config.preference_guard_skip
         self.anchor_weight = config.preference_anchor_weight
         self.anchor_floor = config.preference_anchor_floor
+        self.anchor_ceiling = config.preference_anchor_ceiling
         # The first tokens of a refusal: what the guard pushes down and the anchor holds up.
         self.start_ids = torch.tensor(
             refusal_start_ids(self.processing_class, all_refusals()), dtype=torch.long
@@ -82,6 +84,7 @@ class AlignmentTrainer(Trainer):
         ref = inputs.pop("ref_logprobs", None)
         guarded = inputs.pop(GUARDED, None)
         anchored = inputs.pop(ANCHORED, None)
+        capped = inputs.pop(CAPPED, None)
         outputs = model(**inputs)
         if model.training:
             self.tokens_seen += int(inputs["attention_mask"].sum())
@@ -123,10 +126,13 @@ class AlignmentTrainer(Trainer):
                     self.start_ids.to(labels.device),
                     self.anchor_floor,
                     self.pairs_per_step,
+                    capped,
+                    self.anchor_ceiling,
                 )
                 loss = loss + self.anchor_weight * anchor.loss
                 if model.training:
                     self.reward_log.add_mass("anchor/start_mass", anchor.start_mass)
+                    self.reward_log.add_mass("anchor/capped_mass", anchor.capped_mass)
         else:
             loss = sft_loss(outputs.logits, labels, num_items_in_batch)
         # Normalised by the step's answer tokens (or pairs) => already scaled for gradient accumulation.
@@ -146,15 +152,16 @@ class RewardLog:
     def __init__(self) -> None:
         self.chosen: list[torch.Tensor] = []
         self.rejected: list[torch.Tensor] = []
-        # Mean p(refusal start) where the guard pushes it down / the anchor holds it up.
+        # Mean p(refusal start) where the guard pushes it down / the anchor holds it up or caps it.
         self.masses: dict[str, list[float]] = {}
 
     def add(self, chosen: torch.Tensor, rejected: torch.Tensor) -> None:
         self.chosen.append(chosen.float().cpu())
         self.rejected.append(rejected.float().cpu())
 
-    def add_mass(self, name: str, start_mass: torch.Tensor) -> None:
-        self.masses.setdefault(name, []).append(float(start_mass))
+    def add_mass(self, name: str, start_mass: torch.Tensor | None) -> None:
+        if start_mass is not None:  # None: the micro-batch had no such rows
+            self.masses.setdefault(name, []).append(float(start_mass))
 
     def pop(self) -> dict[str, float]:
         masses = {name: round(sum(v) / len(v), 6) for name, v in self.masses.items()}

@@ -117,6 +117,12 @@ class TrainConfig:
     preference_anchor_floor: float = option(
         0.9, "preference: the refusal anchor stops pushing once that probability is above this"
     )
+    preference_anchor_ceiling: float | None = option(
+        None,
+        "preference: the refusal anchor also holds that probability below this at the start of "
+        "every helpful answer to a harmless prompt, so the first token has to tell the prompts "
+        "apart rather than rise for all of them; unset = off",
+    )
     p_answer_prefix: float = option(
         0.3,
         "preference: share of benign pairs whose first 5-40 answer tokens are forced, with the "
@@ -184,6 +190,14 @@ class TrainConfig:
             raise ValueError(
                 "--preference-anchor-weight must be >= 0 and --preference-anchor-floor in (0, 1), "
                 f"got {self.preference_anchor_weight} and {self.preference_anchor_floor}"
+            )
+        if self.preference_anchor_ceiling is not None and not (
+            self.preference_anchor_weight
+            and 0 < self.preference_anchor_ceiling < self.preference_anchor_floor
+        ):
+            raise ValueError(
+                "--preference-anchor-ceiling needs --preference-anchor-weight > 0 and a value in "
+                f"(0, --preference-anchor-floor), got {self.preference_anchor_ceiling}"
             )
         if self.preference_guard_skip < 0:
             raise ValueError(

@@ -118,6 +118,8 @@ def test_a_mined_row_becomes_a_pair_that_shares_its_context_and_trains_only_the_
     assert sum(label != IGNORE_INDEX for label in short["rejected"]["labels"]) == 3
     # A helpful answer is the switch guard's; a refusal of a harmful prompt the anchor's.
     assert pair["chosen"]["guarded"] and not pair["chosen"]["anchored"]
+    assert not pair["chosen"]["capped"]  # after a forced start: the ceiling is for first tokens
+    assert preference_example(tok, {**row, "context": ""})["chosen"]["capped"]
     harmful = preference_example(tok, {**row, "side": "harmful", "context": ""})
     assert harmful["chosen"]["anchored"] and not harmful["chosen"]["guarded"]
     recovery = preference_example(tok, {**row, "side": "harmful"})

@@ -214,6 +214,16 @@ def test_only_a_refusal_from_the_answers_start_is_anchored(tok, batch):
     assert collated["anchored"].tolist() == [True, False]
 
 
+def test_only_a_helpful_answer_from_the_answers_start_is_capped(tok, batch):
+    _, collated, _ = batch
+    # rows: harmful chosen, harmless chosen (nothing forced), then the two rejected sides
+    assert collated["capped"].tolist() == [False, True, False, False]
+    pair = tokenize_pair(tok, "How do I bake bread?", ANSWER)
+    refusal = refusal_tokens(tok, "I can't help with that.", pair.turn.end_ids, mid_answer=True)
+    mid_answer = benign_preference(pair, refusal, k=5)
+    assert mid_answer["chosen"]["guarded"] and not mid_answer["chosen"]["capped"]
+
+
 def _guard(logits, collated, start_ids, floor=1e-4, rows=2, skip=0):
     return switch_guard_terms(
         logits, collated["labels"], collated["guarded"], torch.tensor(start_ids), floor, rows, skip
@@ -305,3 +315,62 @@ def test_an_anchor_step_raises_the_refusal_start_mass_where_the_refusal_begins(t
     optimizer.step()
     after = _anchor(_logits(model, collated), collated, start_ids, floor=0.999999)
     assert after.start_mass.item() > before.start_mass.item()
+
+
+def _first_answer_mass(logits, collated, row, start_ids):
+    first = (collated["labels"][row, 1:] != IGNORE_INDEX).nonzero()[0, 0]
+    return logits[row, first].log_softmax(-1)[start_ids].logsumexp(-1)
+
+
+def _capped_anchor(logits, collated, start_ids, ceiling, capped=None):
+    capped = collated["capped"] if capped is None else torch.tensor(capped)
+    return refusal_anchor_terms(
+        logits,
+        collated["labels"],
+        collated["anchored"],  # none here: the batch's refusal follows a forced prefix
+        torch.tensor(start_ids),
+        0.9,
+        2,
+        capped,
+        ceiling,
+    )
+
+
+def test_anchor_ceiling_is_the_mirror_hinge_at_a_helpful_answers_first_token(tok, batch):
+    model, collated, _ = batch
+    logits = _logits(model, collated).detach()
+    start_ids = refusal_start_ids(tok, ["I can't help with that."])
+    mass = _first_answer_mass(logits, collated, 1, start_ids)  # row 1: the helpful answer
+    ceiling = mass.exp().item() / 10
+    terms = _capped_anchor(logits, collated, start_ids, ceiling)
+    assert terms.loss.item() == pytest.approx((mass - math.log(ceiling)).item() / 2, rel=1e-5)
+    assert terms.capped_mass.item() == pytest.approx(mass.exp().item(), rel=1e-5)
+    assert terms.start_mass is None  # no anchored row in this batch
+    # A ceiling above the mass there: nothing to hold down.
+    assert _capped_anchor(logits, collated, start_ids, 0.999).loss.item() == 0.0
+    # No ceiling, or no capped row: the term is off.
+    assert _capped_anchor(logits, collated, start_ids, None).loss.item() == 0.0
+    assert _capped_anchor(logits, collated, start_ids, ceiling, (False,) * 4).loss.item() == 0.0
+
+
+def test_anchor_ceiling_spares_a_helpful_answer_that_itself_starts_like_a_refusal(tok):
+    pair = tokenize_pair(tok, "How do I bake bread?", "I would start with flour and water.")
+    refusal = refusal_tokens(tok, "I can't help with that.", pair.turn.end_ids, mid_answer=False)
+    collated = PreferenceCollator(tok.pad_token_id)([benign_preference(pair, refusal)])
+    assert collated["capped"].tolist() == [True, False]
+    logits = _logits(make_model(tok), collated).detach()
+    start_ids = refusal_start_ids(tok, ["I can't help with that."])
+    terms = _capped_anchor(logits, collated, start_ids, 1e-9)
+    assert terms.loss.item() == 0.0 and terms.capped_mass is None
+
+
+def test_a_capped_anchor_step_lowers_the_refusal_start_mass_where_the_answer_begins(tok, batch):
+    _, collated, _ = batch
+    model = make_model(tok)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    start_ids = refusal_start_ids(tok, ["I can't help with that."])
+    before = _capped_anchor(_logits(model, collated), collated, start_ids, 1e-9)
+    before.loss.backward()
+    optimizer.step()
+    after = _capped_anchor(_logits(model, collated), collated, start_ids, 1e-9)
+    assert after.capped_mass.item() < before.capped_mass.item()

@@ -94,16 +94,31 @@ def test_switch_guard_run_logs_and_lowers_the_refusal_start_mass(data):
     assert len(mass) == len(steps) and mass[-1] < mass[0]
 
 
-def test_refusal_anchor_run_logs_and_raises_the_refusal_start_mass(data):
+def test_refusal_anchor_run_logs_raises_refusal_starts_and_caps_helpful_ones(data):
     tok = make_tokenizer("chatml")
     config = small_run(
         data, "anchor", "preference", epochs=3, bf16=False, preference_anchor_weight=5.0
     )
     config.preference_anchor_floor = 0.999
+    config.preference_anchor_ceiling = 1e-6
     train(config, model=make_model(tok), tokenizer=tok)
     steps = [e for e in json.loads((data / "anchor" / "train_log.json").read_text()) if "loss" in e]
     mass = [e["anchor/start_mass"] for e in steps]
     assert len(mass) == len(steps) and mass[-1] > mass[0]
+    capped = [e["anchor/capped_mass"] for e in steps]
+    assert len(capped) == len(steps) and capped[-1] < capped[0]
+
+
+def test_anchor_ceiling_needs_the_anchor_and_a_value_below_its_floor():
+    base = {"objective": "preference", "triplets": "t"}
+    with pytest.raises(ValueError, match="anchor-ceiling needs"):
+        TrainConfig(**base, preference_anchor_ceiling=0.05).validate()
+    for ceiling in (0.0, 0.9):  # the floor is 0.9
+        with pytest.raises(ValueError, match="anchor-ceiling needs"):
+            TrainConfig(
+                **base, preference_anchor_weight=1.0, preference_anchor_ceiling=ceiling
+            ).validate()
+    TrainConfig(**base, preference_anchor_weight=1.0, preference_anchor_ceiling=0.05).validate()
 
 
 def test_refusal_anchor_needs_the_preference_objective_and_a_floor_below_one():
