@@ -105,12 +105,13 @@ class AlignmentTrainer(Trainer):
             num_items_in_batch = self.pairs_per_step  # divided by the step's pairs (see the loss)
             if model.training:
                 self.reward_log.add(terms.chosen_rewards, terms.rejected_rewards)
+            start_ids = self.start_ids.to(labels.device)  # once per micro-batch, for both terms
             if self.guard_weight and guarded is not None:
                 guard = switch_guard_terms(
                     outputs.logits,
                     labels,
                     guarded,
-                    self.start_ids.to(labels.device),
+                    start_ids,
                     self.guard_floor,
                     self.pairs_per_step,
                     self.guard_skip,
@@ -123,7 +124,7 @@ class AlignmentTrainer(Trainer):
                     outputs.logits,
                     labels,
                     anchored,
-                    self.start_ids.to(labels.device),
+                    start_ids,
                     self.anchor_floor,
                     self.pairs_per_step,
                     capped,
