@@ -1,4 +1,5 @@
-"""CLI verbs of the alignment module: `deepguard data build`, `deepguard train`, `deepguard export`.
+"""CLI verbs of the alignment module: `deepguard data build|answers|onpolicy`, `deepguard train`,
+`deepguard export`.
 
 Heavy imports (torch, transformers) happen inside the command functions so `deepguard --help`
 stays fast.
@@ -48,6 +49,22 @@ def register(subparsers) -> None:
     onpolicy.add_argument("--seed", type=int, default=0)
     onpolicy.set_defaults(func=_data_onpolicy)
 
+    answers = data_verbs.add_parser(
+        "answers",
+        help="distil a model's greedy answers to a prompt file into benign pairs, refusals "
+        "dropped (for `train --pairs`)",
+    )
+    answers.add_argument(
+        "--prompts", required=True, help="prompt file (.txt one a line, .jsonl or .csv)"
+    )
+    answers.add_argument("--out", required=True, help="pairs JSONL to write")
+    answers.add_argument(
+        "--model", default="default", help="model that answers (default: the packaged base)"
+    )
+    answers.add_argument("--max-new-tokens", type=int, default=96)
+    answers.add_argument("--batch-size", type=int, default=16)
+    answers.set_defaults(func=_data_answers)
+
     train = subparsers.add_parser(
         "train", help="fine-tune: sft, augmented (deep alignment), constrained, rto"
     )
@@ -79,6 +96,37 @@ def _data_build(args: argparse.Namespace) -> int:
     from alignment.data.build import build_data
 
     build_data(dataclass_from_args(BuildConfig, args))
+    return 0
+
+
+def _data_answers(args: argparse.Namespace) -> int:
+    from alignment.data.files import read_prompts, write_jsonl
+    from alignment.data.generate import generate_answers
+    from alignment.models import load_model
+    from proxy.watch.detector import RefusalDetector
+
+    if args.max_new_tokens < 1 or args.batch_size < 1:
+        raise SystemExit("--max-new-tokens and --batch-size must be >= 1")
+    prompts = read_prompts(args.prompts)
+    model, tokenizer = load_model(args.model)
+    texts = generate_answers(
+        model,
+        tokenizer,
+        prompts,
+        args.model,
+        args.max_new_tokens,
+        args.batch_size,
+        desc="answers",
+    )
+    # As in `data build`: a refusal to a harmless prompt would teach over-refusal.
+    detector = RefusalDetector.default()
+    rows = [
+        {"prompt": prompt, "response": text, "source": f"distilled:{args.model}"}
+        for prompt, text in zip(prompts, texts, strict=True)
+        if text and not detector.is_refusal(text)
+    ]
+    write_jsonl(args.out, rows)
+    print(f"{len(rows)} of {len(prompts)} prompts answered without a refusal -> {args.out}")
     return 0
 
 
