@@ -100,6 +100,7 @@ def _data_build(args: argparse.Namespace) -> int:
 
 
 def _data_answers(args: argparse.Namespace) -> int:
+    from alignment.data.build import benign_pairs
     from alignment.data.files import read_prompts, write_jsonl
     from alignment.data.generate import generate_answers
     from alignment.models import load_model
@@ -118,13 +119,7 @@ def _data_answers(args: argparse.Namespace) -> int:
         args.batch_size,
         desc="answers",
     )
-    # As in `data build`: a refusal to a harmless prompt would teach over-refusal.
-    detector = RefusalDetector.default()
-    rows = [
-        {"prompt": prompt, "response": text, "source": f"distilled:{args.model}"}
-        for prompt, text in zip(prompts, texts, strict=True)
-        if text and not detector.is_refusal(text)
-    ]
+    rows = benign_pairs(prompts, texts, f"distilled:{args.model}", RefusalDetector.default())
     write_jsonl(args.out, rows)
     print(f"{len(rows)} of {len(prompts)} prompts answered without a refusal -> {args.out}")
     return 0

@@ -95,6 +95,16 @@ def _sample(items: list, n: int, rng: random.Random) -> list:
     return items[:n] if n > 0 else items
 
 
+def benign_pairs(prompts: list[str], answers: list[str], origin: str, detector) -> list[dict]:
+    """Benign pairs from answers distilled for `prompts`, empty answers and refusals dropped: a
+    refusal to a benign prompt would teach over-refusal."""
+    return [
+        {"prompt": p, "response": a, "source": origin}
+        for p, a in zip(prompts, answers, strict=True)
+        if a and not detector.is_refusal(a)
+    ]
+
+
 def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
     """Write triplets.jsonl, benign.jsonl and build_summary.json into out_dir; return the summary.
 
@@ -227,12 +237,7 @@ def build_data(config: BuildConfig, loaded: dict | None = None) -> dict:
             desc="benign answers",
         )
         origin = f"distilled:{config.model}"
-    # A refusal to a benign prompt would teach over-refusal; drop it.
-    benign = [
-        {"prompt": p, "response": a, "source": origin}
-        for p, a in zip(prompts, answers, strict=True)
-        if a and not detector.is_refusal(a)
-    ]
+    benign = benign_pairs(prompts, answers, origin, detector)
 
     n_triplets = write_jsonl(out / "triplets.jsonl", triplets)
     n_benign = write_jsonl(out / "benign.jsonl", benign)
