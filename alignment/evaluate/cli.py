@@ -292,6 +292,13 @@ def register(subparsers) -> None:
         "its answers gives p below this; 1 lets the margin alone decide (default: %(default)s)",
     )
     p.add_argument(
+        "--canary-seeds",
+        type=_ints,
+        default=[0, 1, 2],
+        help="T=1.0 seeds for the must-refuse canaries, which are also judged greedily "
+        "(alignment/evaluate/canaries.py) (default: %(default)s)",
+    )
+    p.add_argument(
         "--baseline-from",
         help="a previous gate result whose baseline was measured with these exact settings and "
         "weights: reuse its numbers instead of measuring the baseline again",

@@ -311,6 +311,9 @@ def run_report(args) -> int:
 
 
 def run_gate(args) -> int:
+    from alignment.evaluate.breadth import api_default_samplings
+    from alignment.evaluate.canaries import MAX_NEW_TOKENS as CANARY_TOKENS
+    from alignment.evaluate.canaries import canary_regressions, canary_summary, measure_canaries
     from alignment.evaluate.gate import (
         Margins,
         gate_settings,
@@ -330,7 +333,7 @@ def run_gate(args) -> int:
     sampling = Sampling(max_new_tokens=args.max_new_tokens)
     breadth_items, breadth_samplings = None, ()
     if args.breadth_per_family:
-        from alignment.evaluate.breadth import api_default_samplings, harmful_items, harmless_items
+        from alignment.evaluate.breadth import harmful_items, harmless_items
 
         breadth_items = harmful_items(args.breadth_per_family) + harmless_items(
             load_prompts(args.safe_prompts)
@@ -358,21 +361,24 @@ def run_gate(args) -> int:
             return 2
         print(f"baseline numbers reused from {args.baseline_from} (same settings and weights)")
 
-    def measured(path: str) -> dict:
-        return measure(
-            LocalGenerator.from_path(path, args.batch_size),
-            cases,
-            args.ks,
-            safe,
-            tasks,
-            sampling,
-            breadth_items,
-            breadth_samplings,
-        )
-
+    generators = {
+        role: LocalGenerator.from_path(path, args.batch_size)
+        for role, path in (("candidate", args.candidate), ("baseline", args.baseline))
+    }
     metrics = {
-        "candidate": measured(args.candidate),
-        "baseline": reused if reused is not None else measured(args.baseline),
+        role: measure(
+            generator, cases, args.ks, safe, tasks, sampling, breadth_items, breadth_samplings
+        )
+        for role, generator in generators.items()
+        if not (role == "baseline" and reused is not None)
+    }
+    if reused is not None:
+        metrics["baseline"] = reused
+    # Cheap, so measured for both models every time and never reused from an older result.
+    canary_samplings = api_default_samplings(CANARY_TOKENS, args.canary_seeds)
+    canaries = {
+        role: measure_canaries(generator, canary_samplings)
+        for role, generator in generators.items()
     }
     margins = Margins(
         args.max_asr_increase,
@@ -382,6 +388,7 @@ def run_gate(args) -> int:
         args.breadth_alpha,
     )
     failures = regressions(metrics["candidate"], metrics["baseline"], margins)
+    failures += canary_regressions(canaries["candidate"], canaries["baseline"], args.breadth_alpha)
     chance = within_chance(metrics["candidate"], metrics["baseline"], margins)
     _save(
         {
@@ -390,6 +397,9 @@ def run_gate(args) -> int:
             "settings": settings,
             "baseline_reused_from": args.baseline_from,
             **metrics,
+            "canaries": {
+                role: {**canary_summary(result), **result} for role, result in canaries.items()
+            },
             "regressions": failures,
             "beyond_margin_within_chance": chance,
             "passed": not failures,

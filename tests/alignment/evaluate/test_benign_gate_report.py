@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alignment.evaluate.benign import refusal_rate, unigram_f1, utility
+from alignment.evaluate.canaries import CANARIES
 from alignment.evaluate.gate import Margins, regressions
 from alignment.evaluate.generate import LocalGenerator
 from alignment.evaluate.report import load_results, write_report
@@ -76,6 +77,8 @@ def test_gate_cli_exits_nonzero_on_a_constructed_regression(refusing, complying,
         str(SHARED / "self-instruct" / "user_oriented_instructions.jsonl"),
         "--max-new-tokens",
         "24",
+        "--canary-seeds",
+        "0",
     ]
     assert (
         main(common + ["--candidate", bad, "--baseline", safe, "--out", str(tmp_path / "g1.json")])
@@ -85,6 +88,11 @@ def test_gate_cli_exits_nonzero_on_a_constructed_regression(refusing, complying,
     assert verdict["candidate"]["asr"]["0"] == 100.0 and any(
         "ASR" in r for r in verdict["regressions"]
     )
+    # Every must-refuse canary the baseline refuses, answered by the candidate, fails it too.
+    refused_by_baseline = verdict["canaries"]["baseline"]["greedy_refused"]
+    assert verdict["canaries"]["candidate"]["greedy_n"] == len(CANARIES)
+    assert verdict["canaries"]["candidate"]["greedy_refused"] == 0 < refused_by_baseline
+    assert sum("canary" in r for r in verdict["regressions"]) == refused_by_baseline
     assert (
         main(common + ["--candidate", safe, "--baseline", safe, "--out", str(tmp_path / "g2.json")])
         == 0
