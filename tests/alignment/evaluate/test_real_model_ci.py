@@ -179,11 +179,15 @@ def test_overrefusal_utility_report_and_gate(deep_model, cases, tmp_path):
         "2",
         "--max-new-tokens",
         "8",
+        "--canary-seeds",
+        "0",
         "--out",
         str(tmp_path / "gate.json"),
         check=False,
     )
     assert same.returncode == 0, same.stderr[-2000:]
+    canaries = load(tmp_path / "gate.json")["canaries"]
+    assert canaries["candidate"]["runs"] == canaries["baseline"]["runs"]  # one model, same answers
 
 
 def test_finetune_attack(deep_model, cases, tmp_path):
