@@ -21,11 +21,8 @@ from alignment.data.phrasing import (
 )
 from alignment.data.sources import harmbench
 from tests.support.processes import SHARED
+from tests.support.words import normalised as _norm
 from tests.support.words import word_overlap
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def test_every_offline_source_is_read_with_labels():

@@ -15,11 +15,8 @@ from alignment.data.making_requests import (
 )
 from alignment.data.sources import harmbench
 from tests.support.processes import SHARED
+from tests.support.words import normalised as _norm
 from tests.support.words import word_overlap
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def test_each_thing_in_distinct_wordings_and_every_wording_used():

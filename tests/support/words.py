@@ -41,3 +41,8 @@ def word_overlap(a: str, b: str) -> float:
     """Jaccard similarity of two prompts' content words."""
     wa, wb = content_words(a), content_words(b)
     return len(wa & wb) / len(wa | wb)
+
+
+def normalised(text: str) -> str:
+    """A prompt compared as its lower-cased words: case and spacing do not hide a copy."""
+    return " ".join(text.lower().split())
